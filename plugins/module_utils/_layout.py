@@ -1,0 +1,271 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the oci.discovery collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Read and validate an OCI image layout on disk.
+
+``Layout(root)`` checks ``oci-layout`` and ``index.json`` when opened. Blobs
+are only read through ``blob_path``, which refuses anything that is not a
+regular file inside the layout (a symlink leading out of it, for example).
+``walk`` follows nested indexes and manifests; ``validate`` verifies the size
+and digest of every reachable blob, reading each byte once.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+import stat
+
+from ansible_collections.oci.discovery.plugins.module_utils._digests import (
+    CHUNK_SIZE, DigestError, VerificationError, Verifier, parse_digest, verify_file)
+from ansible_collections.oci.discovery.plugins.module_utils._documents import (
+    INDEX_TYPES, MANIFEST_TYPES, REF_NAME, DocumentError, index_entries, load_json,
+    validate_descriptor, validate_index, validate_manifest)
+
+LAYOUT_VERSION = '1.0.0'
+MAX_INDEX_BYTES = 16 * 1024 * 1024      # index.json
+MAX_DOCUMENT_BYTES = 4 * 1024 * 1024    # a manifest or index blob (registries use 4 MiB)
+MAX_HEADER_BYTES = 64 * 1024            # oci-layout
+
+
+class LayoutError(ValueError):
+    """A layout that cannot be used; the message names the file, digest or tag."""
+
+
+def _read_limited(path, limit, what):
+    """Read a small file, refusing one larger than ``limit`` bytes."""
+    try:
+        with open(path, 'rb') as f:
+            data = f.read(limit + 1)
+    except FileNotFoundError:
+        raise LayoutError('%s: missing' % what)
+    except OSError as e:
+        raise LayoutError('%s: cannot read: %s' % (what, e.strerror or e))
+    if len(data) > limit:
+        raise LayoutError('%s: larger than %d bytes' % (what, limit))
+    return data
+
+
+def _read_verified(path, digest, size, what):
+    """Read a whole blob while verifying its size and digest (each byte read once)."""
+    verifier = Verifier(digest, size, what)
+    buf = bytearray(size + 1)
+    view = memoryview(buf)
+    count = 0
+    with open(path, 'rb', buffering=0) as f:
+        while True:
+            n = f.readinto(view[count:count + CHUNK_SIZE])
+            if not n:
+                break
+            verifier.update(view[count:count + n])
+            count += n
+    verifier.finish()
+    return bytes(view[:count])
+
+
+class Layout:
+    """An OCI image layout directory (image-layout spec 1.0.0).
+
+    ``root`` is the layout directory; ``index`` is its parsed, validated
+    ``index.json``. Errors are LayoutError with a message naming the file,
+    digest or tag.
+    """
+
+    def __init__(self, root):
+        self.root = os.path.abspath(root)
+        self._real_root = os.path.realpath(self.root)
+        self._documents = {}    # digest -> parsed manifest/index, verified when read
+        self._verified = set()  # digests whose blob was verified
+        if not os.path.isdir(self.root):
+            raise LayoutError('%s: not a directory, so not an OCI image layout' % self.root)
+        self._check_header()
+        self.index = self._load(os.path.join(self.root, 'index.json'), MAX_INDEX_BYTES, validate_index)
+
+    def _check_header(self):
+        path = os.path.join(self.root, 'oci-layout')
+        if not os.path.lexists(path):
+            raise LayoutError('%s: missing, so %s is not an OCI image layout' % (path, self.root))
+        header = self._load(path, MAX_HEADER_BYTES, None)
+        if not isinstance(header, dict):
+            raise LayoutError('%s: expected a JSON object' % path)
+        version = header.get('imageLayoutVersion')
+        if version != LAYOUT_VERSION:
+            raise LayoutError('%s: unsupported imageLayoutVersion %r (supported: %s)'
+                              % (path, version, LAYOUT_VERSION))
+
+    def _load(self, path, limit, validator):
+        """Load a JSON file of the layout itself (not a blob)."""
+        self._inside(path, path)
+        obj = _load_json(_read_limited(path, limit, path), path)
+        try:
+            return validator(obj, path) if validator else obj
+        except DocumentError as e:
+            raise LayoutError(str(e))
+
+    def _inside(self, path, what):
+        """Refuse a path that resolves outside the layout or is not a regular file."""
+        real = os.path.realpath(path)
+        if os.path.commonpath([self._real_root, real]) != self._real_root:
+            raise LayoutError('%s: leads out of the layout %s (to %s)' % (what, self.root, real))
+        try:
+            mode = os.stat(real).st_mode
+        except FileNotFoundError:
+            raise LayoutError('%s: missing' % what)
+        except OSError as e:
+            raise LayoutError('%s: cannot stat: %s' % (what, e.strerror or e))
+        if not stat.S_ISREG(mode):
+            raise LayoutError('%s: not a regular file' % what)
+
+    # -- tags ---------------------------------------------------------------
+
+    def tags(self):
+        """The distinct ref names of index.json, in index order."""
+        tags = []
+        for entry in self.index['manifests']:
+            tag = (entry.get('annotations') or {}).get(REF_NAME)
+            if tag is not None and tag not in tags:
+                tags.append(tag)
+        return tags
+
+    def descriptors(self, tag):
+        """The index.json entries of ``tag`` (every entry for ''); LayoutError when none."""
+        entries = index_entries(self.index, tag)
+        if not entries:
+            if not tag:
+                raise LayoutError('%s: index.json lists no images' % self.root)
+            raise LayoutError('%s: tag %r not found; available tags: %s'
+                              % (self.root, tag, ', '.join(repr(t) for t in self.tags()) or 'none'))
+        return entries
+
+    # -- blobs --------------------------------------------------------------
+
+    def blob_path(self, digest):
+        """The path of a blob, ``blobs/<alg>/<encoded>``, once checked to be a regular file inside the layout."""
+        try:
+            parsed = parse_digest(digest)
+        except DigestError as e:
+            raise LayoutError('%s: %s' % (self.root, e))
+        path = os.path.join(self.root, 'blobs', parsed.algorithm, parsed.encoded)
+        what = 'blob %s (%s)' % (parsed, path)
+        if not os.path.lexists(path):
+            raise LayoutError('%s: missing from the layout' % what)
+        self._inside(path, what)
+        return path
+
+    def read_document(self, descriptor):
+        """Read, verify and parse the manifest or index that ``descriptor`` points at."""
+        try:
+            validate_descriptor(descriptor, 'descriptor')
+        except DocumentError as e:
+            raise LayoutError('%s: %s' % (self.root, e))
+        digest, size, media_type = descriptor['digest'], descriptor['size'], descriptor['mediaType']
+        if digest in self._documents:
+            return self._documents[digest]
+        if media_type in INDEX_TYPES:
+            validator = validate_index
+        elif media_type in MANIFEST_TYPES:
+            validator = validate_manifest
+        else:
+            raise LayoutError('blob %s: media type %r is not a manifest or an index' % (digest, media_type))
+        path = self.blob_path(digest)
+        what = 'blob %s (%s)' % (digest, path)
+        if size > MAX_DOCUMENT_BYTES:
+            raise LayoutError('%s: a %s of %d bytes is larger than the limit of %d'
+                              % (what, media_type, size, MAX_DOCUMENT_BYTES))
+        try:
+            data = _read_verified(path, digest, size, what)
+        except VerificationError as e:
+            raise LayoutError(str(e))
+        except OSError as e:
+            raise LayoutError('%s: cannot read: %s' % (what, e.strerror or e))
+        self._verified.add(digest)
+        document = _load_json(data, what)
+        try:
+            validator(document, what)
+        except DocumentError as e:
+            raise LayoutError(str(e))
+        inner = document.get('mediaType')
+        if inner is not None and inner != media_type:
+            raise LayoutError('%s: document mediaType %r differs from its descriptor\'s %r'
+                              % (what, inner, media_type))
+        self._documents[digest] = document
+        return document
+
+    def _children(self, descriptor):
+        """The descriptors a manifest or index refers to; none for other blobs."""
+        media_type = descriptor['mediaType']
+        if media_type in INDEX_TYPES:
+            return self.read_document(descriptor)['manifests']
+        if media_type in MANIFEST_TYPES:
+            document = self.read_document(descriptor)
+            return [document['config']] + document['layers']
+        return []
+
+    def walk(self, descriptors):
+        """Every descriptor reachable from ``descriptors``, children before parents.
+
+        Nested indexes are followed at any depth, manifests lead to their config
+        and layers, other media types are leaves. Each digest appears once; a
+        cycle (an index that refers to itself) is a LayoutError.
+        """
+        descriptors = list(descriptors)
+        for i, desc in enumerate(descriptors):
+            try:
+                validate_descriptor(desc, 'descriptor %d' % i)
+            except DocumentError as e:
+                raise LayoutError('%s: %s' % (self.root, e))
+        order, sizes, path = [], {}, []
+        stack = [(desc, False) for desc in reversed(descriptors)]
+        while stack:
+            desc, expanded = stack.pop()
+            digest = desc['digest']
+            if expanded:
+                path.pop()
+                order.append(desc)
+                continue
+            if digest in path:
+                cycle = path[path.index(digest):] + [digest]
+                raise LayoutError('%s: index %s refers to itself (%s)' % (self.root, digest, ' -> '.join(cycle)))
+            if digest in sizes:
+                if sizes[digest] != desc['size']:
+                    raise LayoutError('%s: blob %s is referred to with sizes %d and %d'
+                                      % (self.root, digest, sizes[digest], desc['size']))
+                continue
+            sizes[digest] = desc['size']
+            path.append(digest)
+            stack.append((desc, True))
+            stack.extend((child, False) for child in reversed(self._children(desc)))
+        return order
+
+    def validate(self, tags=None):
+        """Verify every blob reachable from ``tags`` (default: all of index.json).
+
+        Returns ``{'blobs': count, 'bytes': total size}``. Each blob is hashed
+        once; a blob already verified by this object is not read again.
+        """
+        if tags is None:
+            roots = list(self.index['manifests'])
+        else:
+            if isinstance(tags, str):
+                tags = [tags]
+            roots = [desc for tag in tags for desc in self.descriptors(tag)]
+        total = 0
+        blobs = self.walk(roots)
+        for desc in blobs:
+            digest = desc['digest']
+            if digest not in self._verified:
+                path = self.blob_path(digest)
+                try:
+                    verify_file(path, digest, desc['size'], what='blob %s (%s)' % (digest, path))
+                except VerificationError as e:
+                    raise LayoutError(str(e))
+                self._verified.add(digest)
+            total += desc['size']
+        return {'blobs': len(blobs), 'bytes': total}
+
+
+def _load_json(data, what):
+    try:
+        return load_json(data, what)
+    except DocumentError as e:
+        raise LayoutError(str(e))
