@@ -1,0 +1,248 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the oci.discovery collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The discovery client's HTTP fetcher, built on ``ansible.module_utils.urls``.
+
+``UrlFetcher.fetch(url, accept, max_bytes)`` does one GET and follows
+redirects itself, hop by hop (``follow_redirects='none'``), so that it can:
+
+* count hops and stop at ``max_redirects``, and name a redirect loop;
+* refuse a redirect to a scheme that is not allowed (https -> http when http
+  is not in ``protocols``; anything that is not http or https);
+* report the final URL, against which relative templates are resolved.
+
+The size limit is enforced while reading: a Content-Length above it fails
+before the body is read, otherwise the body is read in chunks and reading
+stops at ``max_bytes + 1``. The whole request (connection, TLS, every
+redirect, headers and body) must finish within ``timeout`` seconds: socket
+timeouts alone bound each read, not their sum, so a server that drips one
+byte a second would never time out. The request therefore runs in a worker
+thread that checks the deadline between reads; when the deadline passes the
+caller gets a FetchError at once and the worker's connection is shut down.
+"""
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import socket
+import ssl
+import threading
+import time
+
+from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
+from ansible.module_utils.urls import Request, SSLValidationError
+from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
+from ansible.module_utils.six.moves import http_client
+
+from ansible_collections.oci.discovery.plugins.module_utils._discovery import (
+    ABSENT, FetchError, Response)
+
+CHUNK = 64 * 1024
+DEFAULT_TIMEOUT = 10
+DEFAULT_MAX_REDIRECTS = 5
+USER_AGENT = 'ansible-oci.discovery'
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+def _scheme(url):
+    return url.split(':', 1)[0].lower() if ':' in url else ''
+
+
+def describe_exception(exc):
+    """A short reason for a connection-level failure (TLS, DNS, refused, timeout...)."""
+    if isinstance(exc, URLError) and not isinstance(exc, HTTPError):
+        exc = exc.reason if not isinstance(exc.reason, str) else exc
+        if isinstance(exc, URLError):
+            return 'connection failed: %s' % exc.reason
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return 'TLS certificate verification failed: %s' % (exc.verify_message or exc.reason or exc)
+    if isinstance(exc, ssl.SSLError):
+        return 'TLS error: %s' % (exc.reason or exc)
+    if isinstance(exc, SSLValidationError):
+        return 'TLS certificate verification failed: %s' % exc
+    if isinstance(exc, socket.gaierror):
+        return 'unknown host (%s)' % (exc.strerror or exc)
+    if isinstance(exc, socket.timeout):
+        return 'timed out'
+    if isinstance(exc, ConnectionRefusedError):
+        return 'connection refused'
+    if isinstance(exc, ConnectionResetError):
+        return 'connection reset by the server'
+    if isinstance(exc, http_client.RemoteDisconnected):
+        return 'the server closed the connection without a response'
+    if isinstance(exc, http_client.IncompleteRead):
+        return 'the server closed the connection mid-body'
+    if isinstance(exc, http_client.HTTPException):
+        return 'invalid HTTP response: %s: %s' % (type(exc).__name__, exc)
+    if isinstance(exc, OSError):
+        return 'connection failed: %s' % (exc.strerror or exc)
+    return '%s: %s' % (type(exc).__name__, exc)
+
+
+def _kind_of(exc):
+    reason = getattr(exc, 'reason', None)
+    if isinstance(exc, socket.gaierror) or isinstance(reason, socket.gaierror):
+        return ABSENT
+    return 'error'
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class _Job(object):
+    """State shared between the caller and the worker thread of one fetch."""
+
+    def __init__(self, deadline):
+        self.deadline = deadline
+        self.cancelled = False
+        self.response = None     # the open response, so the caller can shut it down
+        self.result = None
+        self.error = None
+        self.done = threading.Event()
+
+    def remaining(self):
+        left = self.deadline - time.monotonic()
+        if left <= 0 or self.cancelled:
+            raise _Cancelled()
+        return left
+
+
+class UrlFetcher(object):
+    """Fetcher for ``_discovery.Client`` (see the module docstring).
+
+    :arg protocols: schemes requests and redirects may use (``https``, ``http``).
+    :arg validate_certs: verify TLS certificates (default True).
+    :arg ca_path: PEM bundle of CAs to trust instead of the system store.
+    :arg use_proxy: honour ``*_proxy`` environment variables.
+    :arg headers: extra request headers (``Accept`` is set per request).
+    :arg timeout: overall deadline in seconds for each fetch, redirects included.
+    :arg max_redirects: redirect hops allowed per fetch.
+    """
+
+    def __init__(self, protocols=('https',), validate_certs=True, ca_path=None, use_proxy=True,
+                 headers=None, timeout=DEFAULT_TIMEOUT, max_redirects=DEFAULT_MAX_REDIRECTS,
+                 user_agent=USER_AGENT):
+        self.protocols = tuple(p.lower() for p in protocols)
+        self.validate_certs = validate_certs
+        self.ca_path = ca_path
+        self.use_proxy = use_proxy
+        self.headers = dict(headers or {})
+        self.timeout = float(timeout)
+        self.max_redirects = max_redirects
+        self.user_agent = user_agent
+
+    def fetch(self, url, accept, max_bytes):
+        """GET ``url``; return a Response or raise FetchError (within ``timeout`` seconds)."""
+        job = _Job(time.monotonic() + self.timeout)
+        worker = threading.Thread(target=self._run, args=(job, url, accept, max_bytes),
+                                  name='oci-discovery-fetch')
+        worker.daemon = True
+        worker.start()
+        job.done.wait(self.timeout)
+        if not job.done.is_set():
+            job.cancelled = True
+            self._abort(job)
+            worker.join(1)
+            raise FetchError('no complete response within the %g s timeout' % self.timeout)
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    @staticmethod
+    def _abort(job):
+        """Shut the worker's socket down so that a blocked read returns."""
+        response = job.response
+        if response is None:
+            return
+        try:
+            raw = response.fp.raw if hasattr(response.fp, 'raw') else None
+            sock = getattr(raw, '_sock', None)
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)
+        except Exception:
+            pass
+
+    def _run(self, job, url, accept, max_bytes):
+        try:
+            job.result = self._follow(job, url, accept, max_bytes)
+        except _Cancelled:
+            job.error = FetchError('no complete response within the %g s timeout' % self.timeout)
+        except FetchError as exc:
+            job.error = exc
+        except Exception as exc:  # pylint: disable=broad-except
+            if job.cancelled:
+                job.error = FetchError('no complete response within the %g s timeout' % self.timeout)
+            else:
+                job.error = FetchError(describe_exception(exc), _kind_of(exc))
+        finally:
+            job.done.set()
+
+    def _follow(self, job, url, accept, max_bytes):
+        seen = [url]
+        headers = dict(self.headers)
+        headers['Accept'] = accept
+        request = Request(headers=headers, use_proxy=self.use_proxy, validate_certs=self.validate_certs,
+                          ca_path=self.ca_path, follow_redirects='none', http_agent=self.user_agent,
+                          decompress=False, use_netrc=False)
+        while True:
+            if _scheme(url) not in self.protocols:
+                raise FetchError('refused: %s is not an allowed protocol (allowed: %s)'
+                                 % (_scheme(url) or url, ', '.join(self.protocols)))
+            try:
+                response = request.open('GET', url, timeout=job.remaining())
+            except HTTPError as exc:
+                location = exc.headers.get('Location') if exc.headers is not None else None
+                status = exc.code
+                try:
+                    exc.close()
+                except Exception:
+                    pass
+                if status in _REDIRECTS and location:
+                    # urllib has already resolved Location against the request URL.
+                    target = exc.url
+                    if target in seen:
+                        raise FetchError('redirect loop: %s' % ' -> '.join(seen + [target]))
+                    if len(seen) - 1 >= self.max_redirects:
+                        raise FetchError('more than %d redirects: %s'
+                                         % (self.max_redirects, ' -> '.join(seen + [target])))
+                    if _scheme(target) not in self.protocols:
+                        raise FetchError('refused a redirect to %s: %s is not an allowed protocol (allowed: %s)'
+                                         % (target, _scheme(target) or 'its scheme', ', '.join(self.protocols)))
+                    seen.append(target)
+                    url = target
+                    continue
+                return Response(url, status, exc.headers.get('Content-Type') if exc.headers else None, b'')
+            except (UrlsConnectionError, URLError, OSError, http_client.HTTPException, ssl.SSLError) as exc:
+                if job.cancelled:
+                    raise _Cancelled()
+                reason = describe_exception(exc)
+                if len(seen) > 1:
+                    reason = '%s (after redirects: %s)' % (reason, ' -> '.join(seen))
+                raise FetchError(reason, _kind_of(exc))
+            job.response = response
+            try:
+                return self._read(job, response, max_bytes)
+            finally:
+                job.response = None
+                response.close()
+
+    def _read(self, job, response, max_bytes):
+        status = response.status if hasattr(response, 'status') else response.getcode()
+        content_type = response.headers.get('Content-Type')
+        final = response.geturl()
+        length = response.headers.get('Content-Length')
+        if length is not None and length.strip().isdigit() and int(length) > max_bytes:
+            raise FetchError('Content-Length %s is larger than the limit of %d bytes' % (length.strip(), max_bytes))
+        chunks = []
+        total = 0
+        read1 = getattr(response, 'read1', None) or response.read
+        while True:
+            job.remaining()
+            chunk = read1(min(CHUNK, max_bytes + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:
+                raise FetchError('body larger than the limit of %d bytes' % max_bytes)
+        return Response(final, status, content_type, b''.join(chunks))
