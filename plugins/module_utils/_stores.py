@@ -1,0 +1,469 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the oci.discovery collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Stores: the places a site lives in, behind one small interface.
+
+The publish algorithm (``_plan``) knows nothing about files or buckets. It
+talks to a ``Store`` in *keys*: relative POSIX paths such as
+``oci-cas/sha256/e3/e3b0...`` or ``oci-index/team/app``, produced by the
+publishing mapping. A store maps a key to a file under a web root, or to an
+object under a bucket prefix.
+
+The interface (every method is needed by ``_plan``; nothing else is):
+
+``stat(keys)``
+    ``{key: size}`` for the keys that exist as complete objects; missing keys
+    are left out. Read-only.
+``list(prefix)``
+    Iterate ``(key, size, mtime)`` of every object whose key starts with
+    ``prefix`` (a key prefix ending in ``/``). Read-only. Order unspecified.
+``read(key, max_bytes)``
+    The object's bytes, or None when it does not exist. Raises StoreError
+    when it is larger than ``max_bytes``. Read-only.
+``put_blob(key, fileobj, digest, size, media_type)``
+    Stream ``fileobj`` into the object ``key``, verifying ``size`` and
+    ``digest`` on the way (``_digests.Verifier``). Readers never see a partial
+    or unverified object: on a mismatch nothing becomes visible and
+    ``VerificationError`` is raised. Returns the bytes written.
+    Blobs are immutable (long cache lifetime where the store sets one).
+``put_document(key, data, media_type)``
+    Replace the object ``key`` with ``data`` atomically (short cache
+    lifetime where the store sets one). ``media_type`` is the bare type;
+    stores that set Content-Type add ``; charset=utf-8``.
+``update_document(key, update, media_type, max_bytes)``
+    Read-modify-write without losing a concurrent writer's change:
+    ``update(current_bytes_or_None)`` returns the new bytes, or None to leave
+    the object as it is. It may be called more than once (an optimistic
+    store retries on a conflict), so it must be a pure function of its
+    argument. Returns ``(before, after)`` bytes (``after is before`` when
+    nothing was written).
+``delete(key)``
+    Remove an object; a missing object is not an error.
+``lock(exclusive)``
+    A context manager for the site-wide publish lock: publishers hold it
+    shared while they commit (blobs, documents, index), prune holds it
+    exclusive so it never removes a blob a publisher is about to reference.
+    A store that cannot lock returns a no-op context manager and documents
+    the consequence (prune then relies on ``min_age``).
+``describe(key)``
+    A human name for a key in error messages (a file path, an s3:// URL).
+
+``WebRootStore`` implements it for a directory on a host's disk (Nginx or
+any static web server serves it). The S3 store lives in ``_s3``.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+import time
+
+from ansible_collections.oci.discovery.plugins.module_utils._digests import (
+    VerificationError, copy_verified, parse_digest)
+
+STATE_DIR = '.oci-discovery'
+STALE_RUN_SECONDS = 60
+
+
+class StoreError(ValueError):
+    """A store operation that failed; the message names the file or object."""
+
+
+def check_key(key):
+    """Refuse a key that is not a clean relative POSIX path (defence in depth)."""
+    if not isinstance(key, str) or not key or key.startswith('/') or key.endswith('/') \
+            or '\\' in key or '\0' in key:
+        raise StoreError('invalid store key %r' % (key,))
+    for segment in key.split('/'):
+        if segment in ('', '.', '..'):
+            raise StoreError('invalid store key %r' % (key,))
+    return key
+
+
+class Store:
+    """The interface documented in this module's docstring."""
+
+    def stat(self, keys):
+        raise NotImplementedError
+
+    def list(self, prefix):
+        raise NotImplementedError
+
+    def read(self, key, max_bytes):
+        raise NotImplementedError
+
+    def put_blob(self, key, fileobj, digest, size, media_type):
+        raise NotImplementedError
+
+    def put_document(self, key, data, media_type):
+        raise NotImplementedError
+
+    def update_document(self, key, update, media_type, max_bytes):
+        raise NotImplementedError
+
+    def delete(self, key):
+        raise NotImplementedError
+
+    def lock(self, exclusive=False):
+        return contextlib.nullcontext()
+
+    def describe(self, key):
+        return key
+
+
+def _os_error(what, e):
+    return StoreError('%s: %s' % (what, e.strerror or e))
+
+
+def _resolve_owner(owner, group):
+    """Numeric uid/gid (-1 for unchanged) from names or numbers."""
+    uid = gid = -1
+    if owner not in (None, ''):
+        try:
+            uid = int(owner)
+        except ValueError:
+            import pwd
+            try:
+                uid = pwd.getpwnam(owner).pw_uid
+            except KeyError:
+                raise StoreError('owner %r: no such user on this host' % owner)
+    if group not in (None, ''):
+        try:
+            gid = int(group)
+        except ValueError:
+            import grp
+            try:
+                gid = grp.getgrnam(group).gr_gid
+            except KeyError:
+                raise StoreError('group %r: no such group on this host' % group)
+    return uid, gid
+
+
+class WebRootStore(Store):
+    """A site in a directory on this host (a web server's document root).
+
+    Keys are paths relative to ``root``. New files get ``file_mode``
+    (world-readable by default, as a web server's workers must read them),
+    new directories ``dir_mode``; ``owner``/``group`` (names or ids) are
+    applied to both when given. Existing directories are left as they are.
+
+    Writes go to a private staging directory, ``root/.oci-discovery/tmp``, on
+    the same file system, are fsynced and then renamed into place, so nothing
+    partial ever appears under a served path, even if the process is killed.
+    Each store object stages in its own run directory, locked with flock; a
+    later run removes the run directories of dead processes. Indexes are
+    read-modify-written under a per-document flock, and ``lock()`` is a
+    site-wide flock (shared for publishers, exclusive for prune). Lock files
+    live in ``root/.oci-discovery/locks`` and are never removed (removing a
+    lock file breaks flock exclusion).
+    """
+
+    def __init__(self, root, file_mode=0o644, dir_mode=0o755, owner=None, group=None, fsync=True):
+        self.root = os.path.abspath(root)
+        self.file_mode = file_mode
+        self.dir_mode = dir_mode
+        self.uid, self.gid = _resolve_owner(owner, group)
+        self.fsync = fsync
+        self.state_dir = os.path.join(self.root, STATE_DIR)
+        self._run_dir = None
+        self._run_fd = None
+        self._devices = {}
+
+    # -- paths -------------------------------------------------------------
+
+    def path(self, key):
+        return os.path.join(self.root, *check_key(key).split('/'))
+
+    def describe(self, key):
+        return self.path(key)
+
+    # -- reading -----------------------------------------------------------
+
+    def stat(self, keys):
+        sizes = {}
+        for key in keys:
+            try:
+                st = os.stat(self.path(key))
+            except FileNotFoundError:
+                continue
+            except NotADirectoryError:
+                continue
+            except OSError as e:
+                raise _os_error(self.path(key), e)
+            if stat.S_ISREG(st.st_mode):
+                sizes[key] = st.st_size
+        return sizes
+
+    def list(self, prefix):
+        prefix = prefix.rstrip('/')
+        top = self.path(prefix)
+        if not os.path.isdir(top):
+            return
+        for dirpath, dirnames, filenames in os.walk(top, onerror=None):
+            dirnames.sort()
+            rel = os.path.relpath(dirpath, self.root).replace(os.sep, '/')
+            for name in sorted(filenames):
+                try:
+                    st = os.lstat(os.path.join(dirpath, name))
+                except FileNotFoundError:
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    yield rel + '/' + name, st.st_size, st.st_mtime
+
+    def read(self, key, max_bytes):
+        path = self.path(key)
+        try:
+            with open(path, 'rb') as f:
+                data = f.read(max_bytes + 1)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except IsADirectoryError:
+            raise StoreError('%s: is a directory, expected a file' % path)
+        except OSError as e:
+            raise _os_error(path, e)
+        if len(data) > max_bytes:
+            raise StoreError('%s: larger than %d bytes' % (path, max_bytes))
+        return data
+
+    # -- writing -----------------------------------------------------------
+
+    def _makedirs(self, path):
+        """Create ``path`` and missing parents with dir_mode/owner; existing ones are untouched."""
+        missing = []
+        while not os.path.isdir(path):
+            missing.append(path)
+            parent = os.path.dirname(path)
+            if parent == path:
+                break
+            path = parent
+        for directory in reversed(missing):
+            try:
+                os.mkdir(directory, self.dir_mode)
+            except FileExistsError:
+                if not os.path.isdir(directory):
+                    raise StoreError('%s: exists and is not a directory' % directory)
+                continue
+            except OSError as e:
+                raise _os_error('cannot create directory %s' % directory, e)
+            os.chmod(directory, self.dir_mode)  # mkdir's mode is filtered by the umask
+            if self.uid != -1 or self.gid != -1:
+                os.chown(directory, self.uid, self.gid)
+
+    def _state_path(self, *parts):
+        path = os.path.join(self.state_dir, *parts)
+        if not os.path.isdir(path):
+            # Private bookkeeping: not served, so not subject to dir_mode/owner.
+            os.makedirs(path, 0o755, exist_ok=True)
+        return path
+
+    def _staging(self):
+        """This store's run directory (created, locked and stale runs swept on first use)."""
+        if self._run_dir is None:
+            self._makedirs(self.root)
+            tmp = self._state_path('tmp')
+            _sweep_stale_runs(tmp)
+            run_dir = tempfile.mkdtemp(prefix='run-', dir=tmp)
+            fd = os.open(run_dir, os.O_RDONLY)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._run_dir, self._run_fd = run_dir, fd
+        return self._run_dir
+
+    def close(self):
+        """Remove this store's staging directory (safe to call more than once)."""
+        if self._run_dir is not None:
+            shutil.rmtree(self._run_dir, ignore_errors=True)
+            os.close(self._run_fd)
+            self._run_dir = self._run_fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _temp_for(self, target):
+        """An open temp file on the file system of ``target``'s directory: (fd, path)."""
+        directory = os.path.dirname(target)
+        self._makedirs(directory)
+        staging = self._staging()
+        if dev_of(self._devices, directory) != dev_of(self._devices, staging):
+            # Another file system is mounted under the root: stage beside the target.
+            staging = directory
+        fd, path = tempfile.mkstemp(prefix='.oci-part-', dir=staging)
+        return fd, path
+
+    def _finish(self, fd, temp, target):
+        """fsync, set mode/owner, rename into place, fsync the directory."""
+        try:
+            if self.fsync:
+                os.fsync(fd)
+            os.fchmod(fd, self.file_mode)
+            if self.uid != -1 or self.gid != -1:
+                os.fchown(fd, self.uid, self.gid)
+        finally:
+            os.close(fd)
+        os.rename(temp, target)
+        if self.fsync:
+            _fsync_dir(os.path.dirname(target))
+
+    def put_blob(self, key, fileobj, digest, size, media_type=None):
+        target = self.path(key)
+        fd, temp = self._temp_for(target)
+        try:
+            with os.fdopen(os.dup(fd), 'wb') as out:
+                count = copy_verified(fileobj, out, digest, size, 'blob %s (for %s)' % (digest, target))
+            self._finish(fd, temp, target)
+            fd = None
+        except BaseException:
+            if fd is not None:
+                os.close(fd)
+            _unlink_quietly(temp)
+            raise
+        return count
+
+    def put_document(self, key, data, media_type=None):
+        target = self.path(key)
+        if os.path.isdir(target):
+            raise StoreError('%s: is a directory, expected a file' % target)
+        fd, temp = self._temp_for(target)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            self._finish(fd, temp, target)
+            fd = None
+        except BaseException:
+            if fd is not None:
+                os.close(fd)
+            _unlink_quietly(temp)
+            raise
+
+    @contextlib.contextmanager
+    def _flock(self, name, exclusive):
+        self._makedirs(self.root)
+        path = os.path.join(self._state_path('locks'), name)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+    def update_document(self, key, update, media_type=None, max_bytes=16 * 1024 * 1024):
+        name = 'doc-%s.lock' % hashlib.sha256(check_key(key).encode('utf-8')).hexdigest()[:32]
+        with self._flock(name, True):
+            before = self.read(key, max_bytes)
+            after = update(before)
+            if after is None or after == before:
+                return before, before
+            self.put_document(key, after, media_type)
+            return before, after
+
+    def delete(self, key):
+        try:
+            os.unlink(self.path(key))
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise _os_error('cannot remove %s' % self.path(key), e)
+
+    def lock(self, exclusive=False):
+        return self._flock('site.lock', exclusive)
+
+
+def dev_of(cache, directory):
+    """The device of ``directory``, cached in ``cache``."""
+    dev = cache.get(directory)
+    if dev is None:
+        dev = cache[directory] = os.stat(directory).st_dev
+    return dev
+
+
+def _fsync_dir(directory):
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _unlink_quietly(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _sweep_stale_runs(tmp):
+    """Remove run directories whose process died (unlocked and older than a minute)."""
+    now = time.time()
+    try:
+        names = os.listdir(tmp)
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(tmp, name)
+        try:
+            if now - os.lstat(path).st_mtime < STALE_RUN_SECONDS:
+                continue
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                continue  # a live run holds it
+            continue
+        try:
+            shutil.rmtree(path, ignore_errors=True)
+        finally:
+            os.close(fd)
+
+
+# -- blob archives: how the controller ships missing blobs to a host ------------
+
+def write_blob_archive(fileobj, blobs, open_blob):
+    """Write an uncompressed tar of blobs to ``fileobj`` (layers are compressed already).
+
+    ``blobs`` are dicts with ``digest`` and ``size``; ``open_blob(digest)``
+    returns a binary file object. Member names are the digests; nothing
+    else about a member is used by the reader.
+    """
+    with tarfile.open(fileobj=fileobj, mode='w|', format=tarfile.PAX_FORMAT) as archive:
+        for blob in blobs:
+            info = tarfile.TarInfo(str(parse_digest(blob['digest'])))
+            info.size = blob['size']
+            info.mode = 0o644
+            with open_blob(blob['digest']) as f:
+                archive.addfile(info, f)
+
+
+def read_blob_archive(fileobj, what):
+    """Iterate ``(digest, member_fileobj)`` over a blob archive, streaming (each member once)."""
+    try:
+        with tarfile.open(fileobj=fileobj, mode='r|') as archive:
+            for member in archive:
+                if not member.isfile():
+                    raise StoreError('%s: member %r is not a regular file' % (what, member.name))
+                yield member.name, archive.extractfile(member)
+    except tarfile.TarError as e:
+        raise StoreError('%s: broken blob archive: %s' % (what, e))
+
+
+__all__ = ['STATE_DIR', 'Store', 'StoreError', 'VerificationError', 'WebRootStore', 'check_key',
+           'read_blob_archive', 'write_blob_archive']

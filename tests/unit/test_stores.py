@@ -1,0 +1,239 @@
+# -*- coding: utf-8 -*-
+"""WebRootStore: verified atomic blob writes, atomic documents, locked read-modify-write."""
+import hashlib
+import io
+import json
+import multiprocessing
+import os
+import stat
+import tarfile
+import time
+
+import pytest
+
+from ansible_collections.oci.discovery.plugins.module_utils._digests import VerificationError
+from ansible_collections.oci.discovery.plugins.module_utils._stores import (
+    STATE_DIR, StoreError, WebRootStore, check_key, read_blob_archive, write_blob_archive)
+
+
+def digest_of(data):
+    return 'sha256:' + hashlib.sha256(data).hexdigest()
+
+
+def served_files(root):
+    """Every file under root except the store's private state directory."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        if dirpath == root and STATE_DIR in dirnames:
+            dirnames.remove(STATE_DIR)
+        found.extend(os.path.relpath(os.path.join(dirpath, n), root) for n in filenames)
+    return sorted(found)
+
+
+@pytest.fixture
+def umask077():
+    old = os.umask(0o077)
+    yield
+    os.umask(old)
+
+
+def test_put_blob_is_visible_world_readable_and_verified(tmp_path, umask077):
+    data = b'layer bytes' * 100
+    with WebRootStore(str(tmp_path / 'site')) as store:
+        written = store.put_blob('oci-cas/sha256/ab/blob', io.BytesIO(data), digest_of(data), len(data), 'x/y')
+    path = tmp_path / 'site' / 'oci-cas' / 'sha256' / 'ab' / 'blob'
+    assert written == len(data)
+    assert path.read_bytes() == data
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    for directory in (tmp_path / 'site', path.parent, path.parent.parent, path.parent.parent.parent):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o755
+    assert served_files(str(tmp_path / 'site')) == ['oci-cas/sha256/ab/blob']
+    # the staging run directory is gone once the store is closed
+    assert os.listdir(str(tmp_path / 'site' / STATE_DIR / 'tmp')) == []
+
+
+@pytest.mark.parametrize('content, message', [
+    (b'other', 'digest mismatch'),
+    (b'short', 'size mismatch'),
+    (b'much too long content', 'size mismatch'),
+])
+def test_put_blob_mismatch_leaves_nothing_visible(tmp_path, content, message):
+    expected = b'exact'
+    store = WebRootStore(str(tmp_path / 'site'))
+    size = len(expected) if content != b'short' else len(expected) + 3
+    with pytest.raises(VerificationError, match=message) as info:
+        store.put_blob('oci-cas/sha256/ab/blob', io.BytesIO(content), digest_of(expected), size, None)
+    assert digest_of(expected) in str(info.value)
+    assert served_files(str(tmp_path / 'site')) == []
+    run_dir = store._run_dir
+    assert os.listdir(run_dir) == []
+    store.close()
+    assert not os.path.exists(run_dir)
+
+
+def test_put_blob_replaces_a_corrupt_file(tmp_path):
+    data = b'good'
+    target = tmp_path / 'site' / 'blob'
+    target.parent.mkdir()
+    target.write_bytes(b'bad!!')
+    store = WebRootStore(str(tmp_path / 'site'))
+    store.put_blob('blob', io.BytesIO(data), digest_of(data), len(data))
+    assert target.read_bytes() == data
+
+
+def test_modes_and_owner(tmp_path):
+    store = WebRootStore(str(tmp_path / 'site'), file_mode=0o640, dir_mode=0o750, owner='1', group='1')
+    store.put_document('a/b/doc', b'{}', 'application/json')
+    doc = tmp_path / 'site' / 'a' / 'b' / 'doc'
+    assert stat.S_IMODE(doc.stat().st_mode) == 0o640
+    assert (doc.stat().st_uid, doc.stat().st_gid) == (1, 1)
+    assert stat.S_IMODE(doc.parent.stat().st_mode) == 0o750
+    assert doc.parent.stat().st_uid == 1
+    with pytest.raises(StoreError, match="owner 'no-such-user-here'"):
+        WebRootStore(str(tmp_path), owner='no-such-user-here')
+
+
+def test_existing_directories_are_left_alone(tmp_path):
+    (tmp_path / 'site' / 'a').mkdir(parents=True)
+    os.chmod(str(tmp_path / 'site' / 'a'), 0o711)
+    WebRootStore(str(tmp_path / 'site')).put_document('a/doc', b'x')
+    assert stat.S_IMODE((tmp_path / 'site' / 'a').stat().st_mode) == 0o711
+
+
+def test_stat_read_list(tmp_path):
+    store = WebRootStore(str(tmp_path / 'site'))
+    assert store.stat(['nothing/here']) == {}
+    assert store.read('nothing', 10) is None
+    store.put_document('oci-cas/sha256/aa/x', b'12345')
+    store.put_document('oci-cas/sha256/bb/y', b'1')
+    store.put_document('oci-index/app', b'{}')
+    assert store.stat(['oci-cas/sha256/aa/x', 'oci-cas/sha256/aa', 'oci-cas/sha256/aa/x/sub', 'oci-index/app']) == \
+        {'oci-cas/sha256/aa/x': 5, 'oci-index/app': 2}
+    listed = sorted((key, size) for key, size, mtime in store.list('oci-cas/'))
+    assert listed == [('oci-cas/sha256/aa/x', 5), ('oci-cas/sha256/bb/y', 1)]
+    assert list(store.list('absent/')) == []
+    assert store.read('oci-cas/sha256/aa/x', 5) == b'12345'
+    with pytest.raises(StoreError, match='larger than 4 bytes'):
+        store.read('oci-cas/sha256/aa/x', 4)
+    with pytest.raises(StoreError, match='is a directory'):
+        store.read('oci-cas/sha256', 100)
+    store.delete('oci-index/app')
+    store.delete('oci-index/app')
+    assert store.read('oci-index/app', 10) is None
+
+
+@pytest.mark.parametrize('key', ['', '/abs', 'a/../b', 'a//b', './a', 'a/', 'a\\b', 'a\0b', None])
+def test_check_key_refuses_unclean_keys(key):
+    with pytest.raises(StoreError):
+        check_key(key)
+
+
+def test_update_document(tmp_path):
+    store = WebRootStore(str(tmp_path / 'site'))
+    seen = []
+
+    def update(raw):
+        seen.append(raw)
+        return (raw or b'') + b'+'
+
+    assert store.update_document('d', update) == (None, b'+')
+    assert store.update_document('d', update) == (b'+', b'++')
+    before, after = store.update_document('d', lambda raw: None)
+    assert before == after == b'++'
+    assert after is before
+    assert seen == [None, b'+']
+
+
+def _append_tag(root, tag, barrier):
+    barrier.wait()
+    store = WebRootStore(root)
+
+    def update(raw):
+        doc = json.loads(raw) if raw else {'tags': []}
+        time.sleep(0.01)   # widen the window a lost update would need
+        doc['tags'].append(tag)
+        return json.dumps(doc).encode()
+
+    store.update_document('oci-index/app', update)
+    store.close()
+
+
+def test_concurrent_updates_lose_nothing(tmp_path):
+    root = str(tmp_path / 'site')
+    ctx = multiprocessing.get_context('fork')
+    barrier = ctx.Barrier(8)
+    procs = [ctx.Process(target=_append_tag, args=(root, 't%d' % i, barrier)) for i in range(8)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    tags = json.loads((tmp_path / 'site' / 'oci-index' / 'app').read_bytes())['tags']
+    assert sorted(tags) == sorted('t%d' % i for i in range(8))
+
+
+def test_site_lock_exclusive_waits_for_shared(tmp_path):
+    store = WebRootStore(str(tmp_path / 'site'))
+    other = WebRootStore(str(tmp_path / 'site'))
+    import fcntl
+    with store.lock(False):
+        lock_path = os.path.join(str(tmp_path / 'site'), STATE_DIR, 'locks', 'site.lock')
+        fd = os.open(lock_path, os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)   # shared holders coexist
+        finally:
+            os.close(fd)
+        with other.lock(False):
+            pass
+
+
+def test_stale_run_directories_are_swept(tmp_path):
+    store = WebRootStore(str(tmp_path / 'site'))
+    store.put_document('x', b'1')
+    tmp = os.path.join(str(tmp_path / 'site'), STATE_DIR, 'tmp')
+    dead = os.path.join(tmp, 'run-dead')
+    os.mkdir(dead)
+    with open(os.path.join(dead, '.oci-part-1'), 'wb') as f:
+        f.write(b'partial')
+    old = time.time() - 3600
+    os.utime(dead, (old, old))
+    live = store._run_dir
+    os.utime(live, (old, old))
+    young = os.path.join(tmp, 'run-young')
+    os.mkdir(young)
+    other = WebRootStore(str(tmp_path / 'site'))
+    other.put_document('y', b'2')
+    remaining = set(os.listdir(tmp))
+    assert 'run-dead' not in remaining
+    assert os.path.basename(live) in remaining       # locked by a live store
+    assert 'run-young' in remaining                  # too recent to judge
+    store.close()
+    other.close()
+
+
+def test_blob_archive_round_trip(tmp_path):
+    blobs = {}
+    for data in (b'one', b'two' * 1000, b''):
+        blobs[digest_of(data)] = data
+    items = [{'digest': d, 'size': len(v)} for d, v in blobs.items()]
+    buf = io.BytesIO()
+    write_blob_archive(buf, items, lambda d: io.BytesIO(blobs[d]))
+    buf.seek(0)
+    got = [(digest, f.read()) for digest, f in read_blob_archive(buf, 'test archive')]
+    assert got == list(blobs.items())
+
+
+def test_blob_archive_refuses_non_files(tmp_path):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode='w') as archive:
+        info = tarfile.TarInfo('sha256:link')
+        info.type = tarfile.SYMTYPE
+        info.linkname = '/etc/passwd'
+        archive.addfile(info)
+    buf.seek(0)
+    with pytest.raises(StoreError, match="'sha256:link' is not a regular file"):
+        list(read_blob_archive(buf, 'test archive'))
+    with pytest.raises(StoreError, match='broken blob archive'):
+        list(read_blob_archive(io.BytesIO(b'not a tar at all' * 64), 'test archive'))
