@@ -704,15 +704,14 @@ def summary(mapping, plan, done=None):
 def diff(mapping, plan, done=None):
     """An Ansible diff: the family's index as ``tag digest`` lines, and the blob counts."""
     source = (done or plan)['diff']
-    lines = ['%s: %d blob(s), %s %s' % (mapping.name.family,
-                                           done['sent'] if done else len(plan['send']),
-                                           _size(done['sent_bytes'] if done else plan['send_bytes']),
-                                           'sent' if done else 'to send')]
-    lines.append('%d referenced blob(s) already present' % (len(plan['require']) - len(plan['send'])))
+    sent = done['sent'] if done else len(plan['send'])
+    sent_bytes = done['sent_bytes'] if done else plan['send_bytes']
+    lines = ['%s: %d blob(s), %s %s' % (mapping.name.family, sent, _size(sent_bytes), 'sent' if done else 'to send'),
+             '%d referenced blob(s) already present' % (len(plan['require']) - len(plan['send']))]
     pruned = done['prune'] if done else plan['prune']
     if pruned is not None:
-        lines.append('%d unreferenced blob(s), %s %s' % (pruned['blobs'], _size(pruned['bytes']),
-                                                        'pruned' if done else 'to prune'))
+        lines.append('%d unreferenced blob(s), %s %s'
+                     % (pruned['blobs'], _size(pruned['bytes']), 'pruned' if done else 'to prune'))
     return [
         {'before_header': '%s (tags)' % mapping.index_url, 'after_header': '%s (tags)' % mapping.index_url,
          'before': source['before'], 'after': source['after']},

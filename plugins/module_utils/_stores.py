@@ -119,6 +119,23 @@ class Store:
         return key
 
 
+def parse_mode(value, option='mode'):
+    """Octal permissions (an int, or a string such as '0644') as an int; StoreError naming ``option``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        mode = value
+    elif isinstance(value, str) and value.strip():
+        try:
+            mode = int(value.strip(), 8)
+        except ValueError:
+            raise StoreError('%s %r: give octal permissions such as 0644 (symbolic modes are not supported)'
+                             % (option, value))
+    else:
+        raise StoreError('%s %r: give octal permissions such as 0644' % (option, value))
+    if not 0 <= mode <= 0o7777:
+        raise StoreError('%s %r: not a permission value' % (option, value))
+    return mode
+
+
 def _os_error(what, e):
     return StoreError('%s: %s' % (what, e.strerror or e))
 
@@ -465,5 +482,5 @@ def read_blob_archive(fileobj, what):
         raise StoreError('%s: broken blob archive: %s' % (what, e))
 
 
-__all__ = ['STATE_DIR', 'Store', 'StoreError', 'VerificationError', 'WebRootStore', 'check_key',
+__all__ = ['STATE_DIR', 'Store', 'StoreError', 'VerificationError', 'WebRootStore', 'check_key', 'parse_mode',
            'read_blob_archive', 'write_blob_archive']

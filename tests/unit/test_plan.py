@@ -1,6 +1,5 @@
 # -*- coding: utf-8 -*-
 """The store-agnostic publish algorithm, carried out on a real web-root store."""
-import copy
 import io
 import json
 import os

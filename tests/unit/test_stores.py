@@ -237,3 +237,11 @@ def test_blob_archive_refuses_non_files(tmp_path):
         list(read_blob_archive(buf, 'test archive'))
     with pytest.raises(StoreError, match='broken blob archive'):
         list(read_blob_archive(io.BytesIO(b'not a tar at all' * 64), 'test archive'))
+
+
+def test_parse_mode():
+    from ansible_collections.oci.discovery.plugins.module_utils._stores import parse_mode
+    assert parse_mode('0644') == parse_mode('644') == parse_mode(0o644) == 0o644
+    for bad in ('u+rw', '', '99', 0o17777, None, True):
+        with pytest.raises(StoreError, match='directory_mode'):
+            parse_mode(bad, 'directory_mode')

@@ -1,0 +1,368 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the oci.discovery collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: publish_layout
+short_description: Publish tags of an OCI image layout into a web server's site directory
+version_added: 0.1.0
+description:
+  - Makes images of an OCI image layout on the controller discoverable through the oci-discovery
+    protocols, by writing them into a site directory (a web root) on the target host, served by Nginx
+    or any static web server.
+  - Two site layouts. V(cas_bucket) (the default) writes one image index per image family at
+    C(oci-index/{path}) and every family's blobs, shared, at C(oci-cas/{algorithm}/{encoded:2}/{encoded}).
+    V(directories) serves each family as an OCI image layout at C(oci-image/{path}/).
+    Either way, every published index entry carries a C(casEngines) entry with the CAS template, so
+    consumers find the blobs.
+  - Only the blobs the target lacks are sent, in one transfer over the host's connection (ssh,
+    local, ...); the module then runs once more to put them in place. A blob that exists with the
+    right size is never sent again.
+  - Each blob is verified (size and digest) on arrival before it becomes visible; every file is
+    written aside, outside the served paths, and renamed into place; blobs come before manifests,
+    manifests before the index. The family index is merged under a lock, so publishers of other
+    tags of the same family at the same time lose nothing. A publish that is interrupted leaves no
+    partial file under the served paths and can simply be run again.
+  - The layout is validated (every blob reachable from the chosen tags is hashed) before anything is
+    written. Bad input (a broken layout, a name that would escape the site root, an existing index
+    that is not a valid image index, a template that does not lead to the site) changes nothing on
+    the target.
+  - Write the well-known document that makes the host's names discoverable with
+    M(oci.discovery.ref_engines).
+  - The site keeps private state in C(.oci-discovery/) under O(root) (lock files, staging area);
+    do not serve it.
+options:
+  src:
+    description:
+      - The OCI image layout to publish, a directory on the controller (with C(oci-layout),
+        C(index.json) and C(blobs/)).
+      - A relative path is looked up like M(ansible.builtin.copy) does (the role's or playbook's
+        C(files/) directory).
+      - Required when O(state=present). With O(state=absent) it only supplies the tags when O(tags)
+        is not given.
+    type: path
+  name:
+    description:
+      - The image family the tags are published under, a host-based image name without a fragment,
+        for example V(example.com/app) or V(example.com/team/app).
+      - Its path must be safe as a relative path (no V(.) or V(..) segment, no V(%), no backslash).
+    type: str
+    required: true
+  tags:
+    description:
+      - The tags (C(org.opencontainers.image.ref.name) values of the layout's C(index.json)) to publish
+        or, with O(state=absent), to remove.
+      - Each item is a tag, or a mapping with C(src) (the tag in the layout) and C(dest) (the tag to
+        publish it as) to publish a tag under another name.
+      - Default is every tag of the layout.
+    type: list
+    elements: raw
+  root:
+    description:
+      - The site root on the target host, the directory the web server serves as the root of
+        O(base_url). Created when missing.
+    type: path
+    required: true
+  site_layout:
+    description:
+      - How the site is organised (DISCOVERY.md section 7 of the collection).
+      - V(cas_bucket) writes C(oci-index/{path}) and shared blobs at
+        C(oci-cas/{algorithm}/{encoded:2}/{encoded}).
+      - V(directories) writes an OCI image layout per family at C(oci-image/{path}/) (C(oci-layout),
+        C(index.json), C(blobs/{algorithm}/{encoded})).
+    type: str
+    choices: [cas_bucket, directories]
+    default: cas_bucket
+  base_url:
+    description:
+      - The public URL of the site root, as consumers reach it, for example V(https://example.com) or
+        V(https://example.com:8443/mirror).
+      - Default is V(https://) followed by the host of O(name).
+      - The CAS template written into the index entries starts with it.
+    type: str
+  cas_template:
+    description:
+      - The CAS template (protocol C(oci-cas-template-v1)) written into each published index entry.
+      - Default is O(base_url) followed by C(/oci-cas/{algorithm}/{encoded:2}/{encoded}), or for
+        O(site_layout=directories) by C(/oci-image/<path>/blobs/{algorithm}/{encoded}).
+      - It is refused unless it expands, for a blob of this family, to that blob's URL under
+        O(base_url). A relative template is resolved against the index URL.
+    type: str
+  index_template:
+    description:
+      - The index template (protocol C(oci-index-template-v1)) consumers use to find this family's
+        index, as written in the well-known document by M(oci.discovery.ref_engines).
+      - Only checked here, like O(cas_template), and used to report RV(index_url). Default is
+        O(base_url) followed by C(/oci-index/{path}), or C(/oci-image/{path}/index.json).
+    type: str
+  owner:
+    description:
+      - Owner (name or id) of the files and directories created. Default is the user the module runs as.
+    type: str
+  group:
+    description:
+      - Group (name or id) of the files and directories created.
+    type: str
+  mode:
+    description:
+      - Permissions of the files created, octal (V('0644')). Web servers' workers must be able to read them.
+    type: raw
+    default: '0644'
+  directory_mode:
+    description:
+      - Permissions of the directories created, octal. Existing directories are left as they are.
+    type: raw
+    default: '0755'
+  state:
+    description:
+      - V(present) publishes the tags; V(absent) removes their entries from the family's index (only
+        those tags; blobs stay unless O(prune) is set).
+    type: str
+    choices: [present, absent]
+    default: present
+  prune:
+    description:
+      - After publishing, remove the blobs that no index of the site references any more (for
+        O(site_layout=cas_bucket) every index under C(oci-index/), for O(site_layout=directories) the
+        family's own index). Prune waits for publishers that are committing and refuses to run
+        (changing nothing) when an index or a referenced manifest cannot be read.
+    type: bool
+    default: false
+  force:
+    description:
+      - Replace an existing index that is not a valid image index. Without it, such a file is
+        refused, naming it, and nothing is written.
+    type: bool
+    default: false
+  _phase:
+    description: Internal use only (set by the action plugin).
+    type: str
+    choices: [probe, commit]
+  _request:
+    description: Internal use only (set by the action plugin).
+    type: raw
+  _archive:
+    description: Internal use only (set by the action plugin).
+    type: path
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
+attributes:
+  action:
+    support: full
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
+  check_mode:
+    support: full
+    details: The target is read (which blobs exist, the current index) to report what would change.
+  diff_mode:
+    support: full
+    details: The family's index as one C(tag digest) line per entry, and counts of blobs and bytes.
+  platform:
+    platforms: posix
+notes:
+  - Python on the target needs only its standard library.
+  - Blobs are sent as one uncompressed tar built in the controller's local temporary directory
+    (image layers are compressed already).
+  - Serve the index with the media type C(application/vnd.oci.image.index.v1+json; charset=utf-8);
+    see the collection's README for an Nginx configuration.
+seealso:
+  - module: oci.discovery.ref_engines
+author:
+  - oci.discovery contributors (@oci-discovery)
+'''
+
+EXAMPLES = r'''
+- name: Publish every tag of a layout built on the controller
+  oci.discovery.publish_layout:
+    src: build/app-layout
+    name: example.com/app
+    root: /srv/www/example.com
+
+- name: Publish one tag, and the same image as "stable", to a site on a non-default port
+  oci.discovery.publish_layout:
+    src: /home/builder/layouts/app
+    name: example.com/team/app
+    tags:
+      - "1.2"
+      - src: "1.2"
+        dest: stable
+    root: /srv/www/example.com
+    base_url: https://example.com:8443
+    owner: www-data
+    group: www-data
+  become: true
+
+- name: Serve layouts as directories
+  oci.discovery.publish_layout:
+    src: build/app-layout
+    name: example.com/app
+    root: /srv/www/example.com
+    site_layout: directories
+
+- name: Withdraw a tag and remove the blobs nothing uses any more
+  oci.discovery.publish_layout:
+    name: example.com/app
+    tags: ["1.0"]
+    state: absent
+    prune: true
+    root: /srv/www/example.com
+'''
+
+RETURN = r'''
+name:
+  description: The image family.
+  returned: always
+  type: str
+  sample: example.com/app
+index:
+  description: The family index, relative to O(root).
+  returned: always
+  type: str
+  sample: oci-index/app
+index_url:
+  description: The public URL of the family index.
+  returned: always
+  type: str
+  sample: https://example.com/oci-index/app
+cas_template:
+  description: The CAS template written into the index entries.
+  returned: always
+  type: str
+  sample: https://example.com/oci-cas/{algorithm}/{encoded:2}/{encoded}
+tags_added:
+  description: Tags that were not in the index before (would be added, in check mode).
+  returned: always
+  type: list
+  elements: str
+  sample: ["1.0"]
+tags_updated:
+  description: Tags whose entries changed (another image, or other descriptor fields).
+  returned: always
+  type: list
+  elements: str
+  sample: ["latest"]
+tags_removed:
+  description: Tags removed from the index (O(state=absent)).
+  returned: always
+  type: list
+  elements: str
+  sample: []
+tags_unchanged:
+  description: Tags already as requested (with O(state=absent), tags that were not there).
+  returned: always
+  type: list
+  elements: str
+  sample: []
+digests:
+  description: For each published tag, the digests of its index entries (several for a tag with several entries).
+  returned: always
+  type: dict
+  sample: {"1.0": ["sha256:e9770a03fbdccdd4632895151a93f9af58bbe2c91fdfaaf73160648d250e6ec3"]}
+blobs_sent:
+  description: Blobs sent to the target (that would be sent, in check mode).
+  returned: always
+  type: int
+  sample: 3
+bytes_sent:
+  description: Size of the blobs sent (that would be sent, in check mode).
+  returned: always
+  type: int
+  sample: 122486
+blobs_present:
+  description: Blobs of the published tags that the target already had.
+  returned: always
+  type: int
+  sample: 0
+blobs_pruned:
+  description: Unreferenced blobs removed (that would be removed, in check mode).
+  returned: when O(prune=true)
+  type: int
+  sample: 2
+bytes_pruned:
+  description: Size of the blobs removed.
+  returned: when O(prune=true)
+  type: int
+  sample: 4096
+replaced_invalid_index:
+  description: Why the existing index was replaced (only with O(force=true)).
+  returned: when an invalid index was replaced
+  type: str
+  sample: "/srv/www/oci-index/app: invalid JSON: Expecting value: line 1 column 1 (char 0)"
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.oci.discovery.plugins.module_utils import _plan
+from ansible_collections.oci.discovery.plugins.module_utils._stores import WebRootStore, parse_mode, read_blob_archive
+
+
+def argument_spec():
+    """The options; the action plugin validates the task with the same spec."""
+    return dict(
+        src=dict(type='path'),
+        name=dict(type='str', required=True),
+        tags=dict(type='list', elements='raw'),
+        root=dict(type='path', required=True),
+        site_layout=dict(type='str', choices=list(_plan.MODES), default='cas_bucket'),
+        base_url=dict(type='str'),
+        cas_template=dict(type='str'),
+        index_template=dict(type='str'),
+        owner=dict(type='str'),
+        group=dict(type='str'),
+        mode=dict(type='raw', default='0644'),
+        directory_mode=dict(type='raw', default='0755'),
+        state=dict(type='str', choices=['present', 'absent'], default='present'),
+        prune=dict(type='bool', default=False),
+        force=dict(type='bool', default=False),
+        _phase=dict(type='str', choices=['probe', 'commit']),
+        _request=dict(type='raw'),
+        _archive=dict(type='path'),
+    )
+
+
+REQUIRED_IF = [('state', 'present', ['src'])]
+
+
+def store_from_params(params):
+    return WebRootStore(params['root'], parse_mode(params['mode'], 'mode'),
+                        parse_mode(params['directory_mode'], 'directory_mode'),
+                        params['owner'], params['group'])
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), required_if=REQUIRED_IF, supports_check_mode=True)
+    params = module.params
+    if params['_phase'] is None:
+        module.fail_json(msg='oci.discovery.publish_layout runs through its action plugin, which reads the '
+                             'layout on the controller; it cannot run on its own')
+    try:
+        with store_from_params(params) as store:
+            if params['_phase'] == 'probe':
+                module.exit_json(changed=False, probe=_plan.probe(store, params['_request']))
+            if module.check_mode:
+                module.exit_json(changed=False)
+            blobs = ()
+            archive = None
+            if params['_archive']:
+                archive = open(params['_archive'], 'rb')
+                blobs = read_blob_archive(archive, params['_archive'])
+            try:
+                done = _plan.execute(store, params['_request'], blobs)
+            finally:
+                if archive is not None:
+                    archive.close()
+    except (ValueError, OSError) as e:
+        module.fail_json(msg=str(e))
+    module.exit_json(changed=done['changed'], done=done)
+
+
+if __name__ == '__main__':
+    main()
