@@ -245,11 +245,11 @@ def test_cleanup_kills_what_a_crashed_run_left(tmp_path):
     crashed = subprocess.run(
         [sys.executable, "-c", "import os, sys; from rig import procs; "
          "s = procs.Service('sleeper', ['sleep', '600'], sys.argv[1]); print(s.pid); sys.stdout.flush(); os._exit(1)",
-         str(tmp_path / "sleeper.log")], env=env, capture_output=True, text=True, timeout=30)
+         str(tmp_path / "sleeper.log")], env=env, capture_output=True, text=True, timeout=30, check=False)
     pid = int(crashed.stdout.strip())
     assert procs._alive(pid)
     out = subprocess.run([sys.executable, "-m", "rig.cleanup"], env=env, capture_output=True, text=True,
-                         timeout=60)
+                         timeout=60, check=False)
     assert out.returncode == 0, out.stderr
     assert "killed sleeper (pid %d)" % pid in out.stdout
     procs.reap_orphans(wait=1.0)

@@ -143,17 +143,17 @@ class PlaybookResult:
         return found
 
     def task_names(self):
-        return [name for _, name, _ in self.tasks]
+        return [task[1] for task in self.tasks]
 
     def task(self, name):
         """{host: result} of the first task called `name` (KeyError listing the names otherwise)."""
-        for _, task_name, hosts in self.tasks:
+        for unused_play, task_name, hosts in self.tasks:
             if task_name == name:
                 return hosts
         raise KeyError("no task named %r ran; tasks: %r\n%s" % (name, self.task_names(), self))
 
     def tasks_named(self, name):
-        return [hosts for _, task_name, hosts in self.tasks if task_name == name]
+        return [task[2] for task in self.tasks if task[1] == name]
 
     def result(self, name, host=None):
         """The result dict of task `name` on `host` (host may be omitted when only one ran it)."""
@@ -175,7 +175,7 @@ class PlaybookResult:
 
     def failures(self):
         out = []
-        for _, name, hosts in self.tasks:
+        for unused_play, name, hosts in self.tasks:
             for host, res in hosts.items():
                 if res.get("failed") or res.get("unreachable"):
                     if not res.get("failed_when_result", True) or res.get("ignored"):
@@ -263,4 +263,3 @@ def run_playbook(playbook, inventory=None, extra_vars=None, check=False, diff=Fa
     if not keep and not result.failed:
         remove_workdir(workdir)
     return result
-

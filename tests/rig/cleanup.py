@@ -19,8 +19,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.list:
         for entry in registry_entries():
-            print("%-4s %-10s %s owner=%s" % (entry["kind"], entry.get("name"),
-                                            entry.get("pid", entry.get("path")), entry.get("owner")))
+            print("%-4s %-10s %s owner=%s"
+                  % (entry["kind"], entry.get("name"), entry.get("pid", entry.get("path")), entry.get("owner")))
         return 0
     done = cleanup(all_owners=args.all, verbose=True)
     print("rig.cleanup: %d entr%s cleaned from %s" % (len(done), "y" if len(done) == 1 else "ies", PIDS_DIR))

@@ -144,7 +144,7 @@ class Nginx:
         for port in listening:
             wait_port(port, "nginx on 127.0.0.1:%d" % port, [self.service], timeout)
         # Workers accept the connections: wait until at least one is there.
-        wait_until(lambda: self._workers(), "nginx workers", [self.service], timeout)
+        wait_until(self._workers, "nginx workers", [self.service], timeout)
         return self
 
     def reload(self, servers=None, http=None, timeout=15):
@@ -223,4 +223,3 @@ def _cmdline(pid):
             return handle.read().replace(b"\0", b" ").decode("utf-8", "replace")
     except OSError:
         return ""
-

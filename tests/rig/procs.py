@@ -436,7 +436,7 @@ def run(argv, env=None, timeout=60, cwd=None, what=None, check=True, input=None)
     try:
         proc = subprocess.run(argv, env=env if env is not None else service_env(), cwd=cwd,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
-                              input=input, start_new_session=True)
+                              input=input, start_new_session=True, check=False)
     except subprocess.TimeoutExpired as exc:
         raise RigError("%s timed out after %ss: %s\n%s" % (what or argv[0], timeout, " ".join(argv),
                                                            _text(exc.output)[-4000:]))

@@ -237,4 +237,3 @@ def _check_traversable(path, user):
                            "directories with rig.procs.make_workdir() or Sshd.make_webroot()"
                            % (user, path, parent, st.st_mode & 0o7777))
         parent = os.path.dirname(parent)
-
