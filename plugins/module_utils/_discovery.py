@@ -635,7 +635,10 @@ class Client(object):
                 attempts.append(Attempt(url, reason, exc.kind))
                 continue
             except VerificationError as exc:
-                attempts.append(Attempt(url, str(exc), ERROR))
+                reason = str(exc)
+                if reason.startswith(what + ': '):
+                    reason = reason[len(what) + 2:]
+                attempts.append(Attempt(url, reason, ERROR))
                 continue
             self._blobs[digest] = response.body
             return response.body

@@ -23,15 +23,15 @@ caller gets a FetchError at once and the worker's connection is shut down.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import http.client as http_client
 import socket
 import ssl
 import threading
 import time
+from urllib.error import HTTPError, URLError
 
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
 from ansible.module_utils.urls import Request, SSLValidationError
-from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
-from ansible.module_utils.six.moves import http_client
 
 from ansible_collections.oci.discovery.plugins.module_utils._discovery import (
     ABSENT, FetchError, Response)
