@@ -18,8 +18,8 @@ description:
     fragment matches every entry. C(casEngines) of the ref-engines object are merged into each root.
   - The first source that yields a match wins; the others are not asked.
   - Each term gives zero or more results (several when an index has several entries for the tag and no
-    O(platform) narrows them); they are all returned, in index order. Use P(ansible.builtin.query#lookup)
-    or O(ansible.builtin.lookup#lookup:wantlist=true) to get a list.
+    O(platform) narrows them); they are all returned, in index order. Use C(query) or C(lookup(..., wantlist=true))
+    to get a list.
   - A term is a name, or a dict with C(name) and an optional C(platform) that overrides O(platform).
 options:
   _terms:

@@ -38,7 +38,7 @@ import re
 from collections import namedtuple
 
 from ansible_collections.oci.discovery.plugins.module_utils._digests import (
-    DigestError, VerificationError, Verifier, parse_digest)
+    VerificationError, Verifier, parse_digest)
 from ansible_collections.oci.discovery.plugins.module_utils._documents import (
     DocumentError, INDEX_TYPES, MT_DESCRIPTOR, MT_INDEX, MT_REF_ENGINES, REF_NAME,
     canonical_json, load_json, validate_descriptor, validate_ref_engines)

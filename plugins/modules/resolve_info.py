@@ -37,7 +37,7 @@ seealso:
   - plugin: oci.discovery.resolve
     plugin_type: lookup
 author:
-  - oci.discovery contributors
+  - oci.discovery contributors (@oci-discovery)
 '''
 
 EXAMPLES = r'''

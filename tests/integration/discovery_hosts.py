@@ -179,6 +179,6 @@ class NamedSites(object):
                    'mount --bind "$1" /etc/hosts && shift && exec "$@"', "sh", self.hosts_file(workdir)] + argv
         proc = subprocess.run(wrapped, env=ansible_env(env), cwd=workdir, stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout,
-                              start_new_session=True)
+                              start_new_session=True, check=False)
         return PlaybookResult(argv, proc.returncode, proc.stdout.decode("utf-8", "replace"),
                               proc.stderr.decode("utf-8", "replace"), workdir)

@@ -138,6 +138,10 @@ def error_of(result, name):
     return res["msg"]
 
 
+NESTED_PPC = ("{'name': 'mp.example.test/app#nested', 'platform': {'os': 'linux', 'architecture': 'ppc64le'}}, "
+              "output='descriptor'")
+
+
 def test_lookup_discovery_scenarios(sites, ca):
     sites.start()
     mp_info = None
@@ -158,8 +162,7 @@ def test_lookup_discovery_scenarios(sites, ca):
         fact("spec_layouts", "{{ %s }}" % (q % "'layouts.example.com/app#1.0', output='root', verify=true")),
         fact("mp_index", "{{ %s }}" % (q % "'mp.example.test/app#1.0', output='descriptor'")),
         fact("mp_arm64", "{{ %s }}" % (q % "'mp.example.test/app#1.0', platform='linux/arm64', output='descriptor'")),
-        fact("mp_nested_ppc", "{{ %s }}" % (q % "{'name': 'mp.example.test/app#nested', 'platform': "
-                                                 "{'os': 'linux', 'architecture': 'ppc64le'}}, output='descriptor'")),
+        fact("mp_nested_ppc", "{{ %s }}" % (q % NESTED_PPC)),
         fact("mp_missing", "{{ lookup('oci.discovery.resolve', 'mp.example.test/app#1.0', platform='linux/s390x') }}",
              ignore_errors=True),
         fact("port_option", "{{ %s }}" % (q % "'example.test/app#2.0', port=%d" % sites.tls_port)),

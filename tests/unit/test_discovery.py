@@ -529,8 +529,8 @@ def test_bad_indexes(site, tls, body, reason):
 def test_media_type_parameters_and_case_are_lenient_charset_optional(site, tls):
     site.route("example.test", WK, Reply(200, {"Content-Type": "Application/VND.OCI.Ref-Engines.v1+JSON"},
                                          json.dumps(wellknown("/i/{+path}")).encode()))
-    site.route("example.test", "/i/app", Reply(200, {"Content-Type": IDX + '; profile="x"; charset=ISO-8859-1'},
-                                                json.dumps(index_doc(tagged(desc(b"m"), "1.0"))).encode()))
+    body = json.dumps(index_doc(tagged(desc(b"m"), "1.0"))).encode()
+    site.route("example.test", "/i/app", Reply(200, {"Content-Type": IDX + '; profile="x"; charset=ISO-8859-1'}, body))
     assert client(tls).resolve("example.test/app#1.0")[0]["digest"] == sha(b"m")
 
 
