@@ -335,6 +335,7 @@ class Client(object):
         self.max_bytes = max_bytes
         self.requests = []          # URLs actually fetched (cache misses), in order
         self._cache = {}
+        self._parsed = {}
         self._blobs = {}
         self._xdg_entries = None
         self._xdg_attempts = []
@@ -388,7 +389,23 @@ class Client(object):
         return Response(url, 200, None, data)
 
     def _json(self, url, media_type, what, local=False):
-        """GET a JSON document of ``media_type``; return (final URL, object). Raises FetchError."""
+        """GET a JSON document of ``media_type``; return (final URL, object). Raises FetchError.
+
+        Parsed documents are cached too (callers do not modify them).
+        """
+        key = (url, media_type, what)
+        cached = self._parsed.get(key)
+        if cached is None:
+            try:
+                cached = self._parse_json(url, media_type, what, local)
+            except FetchError as exc:
+                cached = exc
+            self._parsed[key] = cached
+        if isinstance(cached, FetchError):
+            raise cached
+        return cached
+
+    def _parse_json(self, url, media_type, what, local):
         response = self.fetch(url, media_type, local=local)
         if response.status in (404, 410):
             raise FetchError('HTTP %d (not found)' % response.status, ABSENT)

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 """Compare the roots of the oci.discovery.resolve lookup with the reference Python resolver.
 
@@ -41,7 +40,7 @@ REPO = os.path.dirname(TESTS)
 sys.path.insert(0, os.path.join(TESTS, "unit"))
 sys.path.insert(0, TESTS)
 
-import conftest  # noqa: E402,F401  (tests/conftest.py: puts the collection on sys.path)
+import conftest  # noqa: E402,F401  pylint: disable=unused-import
 import trustme  # noqa: E402
 
 from discovery_site import TEST_NAMES, Site  # noqa: E402
@@ -108,8 +107,8 @@ def build_sites(site):
     scenarios["empty fragment"] = ["a.b.example.test/app"]
     scenarios["unknown tag"] = ["a.b.example.test/app#9.9"]
     # 4. Nested paths: {path} (simple) and {+path} (reserved); both spellings served.
-    site.doc("nested.other-site.test", WK, engines("https://nested.other-site.test/simple/{path}",
-                                                "/reserved/{+path}"))
+    site.doc("nested.other-site.test", WK,
+             engines("https://nested.other-site.test/simple/{path}", "/reserved/{+path}"))
     for path in ("/simple/team%2Fapp", "/simple/team/app"):
         site.doc("nested.other-site.test", path, index(entry("e", "1.0")))
     site.doc("nested.other-site.test", "/reserved/team/app", index(entry("f", "1.0")))
@@ -202,7 +201,7 @@ def python_without_uritemplate():
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("checkout", help="a checkout of the oci-discovery repository (with oci_discovery/)")
     parser.add_argument("--verbose", "-v", action="store_true")
     args = parser.parse_args()
