@@ -369,3 +369,39 @@ def test_many_names_cost_one_request_per_document(sites, ca):
     requests = [line for line in sites.access_log() if '"GET ' in line]
     # one lookup call with 100 names: 1 well-known + 5 indexes; the loop (one worker): the same again
     assert len(requests) == 12, "\n".join(requests)
+
+
+def test_module_on_a_managed_host_over_ssh(nginx_factory, sshd, ca, public_tmp_path, run_playbook):
+    """resolve_info runs on the managed host (its Python, its user); an IP name needs no DNS there."""
+    root = public_tmp_path
+    blob = manifest("ssh-1.0")
+    for path, content in ((WK, engines("/oci-index/{+path}", cas=[CAS_REL])),
+                          ("/oci-index/app", index(desc(blob, "1.0"))),
+                          ("/oci-cas/sha256/%s/%s" % (sha(blob)[7:9], sha(blob)[7:]), blob)):
+        target = os.path.join(root, path.lstrip("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "wb") as handle:
+            handle.write(content if isinstance(content, bytes) else json.dumps(content).encode())
+        os.chmod(target, 0o644)
+    for dirpath, dirnames, dummy in os.walk(root):
+        for name in dirnames:
+            os.chmod(os.path.join(dirpath, name), 0o755)
+    ngx = nginx_factory(http="""
+server {
+    listen 127.0.0.1:@TLS_PORT@ ssl;
+    ssl_certificate @CERT@;
+    ssl_certificate_key @KEY@;
+    root %s;
+    location = %s { types {} default_type application/vnd.oci.ref-engines.v1+json; charset utf-8; charset_types *; }
+    location /oci-index/ { types {} default_type application/vnd.oci.image.index.v1+json; charset utf-8;
+                           charset_types *; }
+    location /oci-cas/ { types {} default_type application/octet-stream; }
+}""" % (root, WK))
+    play = [{"hosts": "all", "gather_facts": False, "tasks": [
+        {"name": "resolve", "oci.discovery.resolve_info": {
+            "names": ["127.0.0.1/app#1.0"], "port": ngx.tls_port, "ca_path": ca.cert_path, "verify": True}}]}]
+    result = run_playbook(play, inventory=sshd.inventory())
+    r = result.result("resolve")
+    assert not r.get("failed"), str(result)
+    assert r["results"][0]["digest"] == sha(blob) and r["results"][0]["matches"][0]["verified"] is True
+    assert r["requests"] == 3
