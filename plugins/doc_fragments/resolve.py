@@ -161,11 +161,7 @@ options:
     vars:
       - name: ansible_oci_discovery_use_proxy
   headers:
-    env:
-      - name: OCI_DISCOVERY_HEADERS
-    ini:
-      - section: oci_discovery
-        key: headers
+    # a dict: not from the environment or ansible.cfg, which only give strings
     vars:
       - name: ansible_oci_discovery_headers
   xdg:
