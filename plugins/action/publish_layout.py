@@ -21,16 +21,20 @@ __metaclass__ = type
 import os
 import posixpath
 import tempfile
+import time
 
 from ansible import constants as C
 from ansible.errors import AnsibleError
 from ansible.module_utils.common.text.converters import to_native, to_text
 from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
 
 from ansible_collections.oci.discovery.plugins.module_utils import _plan
 from ansible_collections.oci.discovery.plugins.module_utils._layout import Layout
 from ansible_collections.oci.discovery.plugins.module_utils._stores import write_blob_archive
 from ansible_collections.oci.discovery.plugins.modules.publish_layout import REQUIRED_IF, argument_spec
+
+display = Display()
 
 MODULE = 'oci.discovery.publish_layout'
 # What the plan carries to the commit phase (the rest is for reporting on the controller).
@@ -65,7 +69,13 @@ class ActionModule(ActionBase):
         except AnsibleError as e:
             raise ValueError('layout src %r not found on the controller: %s' % (src, to_native(e)))
 
+    def _step(self, what):
+        now = time.monotonic()
+        display.vvv('publish_layout: %s took %.3f s' % (what, now - self._clock), host=self._play_context.remote_addr)
+        self._clock = now
+
     def _publish(self, task_vars):
+        self._clock = time.monotonic()
         dummy, args = self.validate_argument_spec(argument_spec=argument_spec(), required_if=REQUIRED_IF)
         internal = sorted(k for k in self._task.args if k.startswith('_'))
         if internal:
@@ -88,6 +98,7 @@ class ActionModule(ActionBase):
             ops = _plan.index_ops('absent', tags=[dest for src, dest in pairs])
             sample = None
         mapping.check_templates(sample)
+        self._step('validating the layout (%d blobs)' % len(pub['blobs']) if pub else 'validating the options')
 
         root = args['root']
 
@@ -99,6 +110,7 @@ class ActionModule(ActionBase):
             mapping, ops, pub['blobs'] if pub else (), prune, force)), task_vars)
         if probe.get('failed'):
             return probe, None
+        self._step('probing the site')
         plan = _plan.make_plan(mapping, ops, pub, probe['probe'], describe, force, prune)
 
         if self._task.check_mode or not plan['changed']:
@@ -109,16 +121,19 @@ class ActionModule(ActionBase):
             fd, local_archive = tempfile.mkstemp(prefix='oci-blobs-', suffix='.tar', dir=C.DEFAULT_LOCAL_TMP)
             with os.fdopen(fd, 'wb') as f:
                 write_blob_archive(f, plan['send'], lambda digest: open(layout.blob_path(digest), 'rb'))
+            self._step('writing the archive of %d blobs (%d bytes)' % (len(plan['send']), plan['send_bytes']))
             tmpdir = self._connection._shell.tmpdir or self._make_tmp_path()
             remote_archive = self._connection._shell.join_path(tmpdir, 'oci-blobs.tar')
             self._transfer_file(local_archive, remote_archive)
             self._fixup_perms2((tmpdir, remote_archive))
+            self._step('transferring the archive')
 
         request = dict((k, plan[k]) for k in _COMMIT_KEYS)
         commit = self._run_module(dict(module_args, _phase='commit', _request=request, _archive=remote_archive),
                                   task_vars)
         if commit.get('failed'):
             return commit, local_archive
+        self._step('committing')
         return self._report(mapping, plan, commit['done']), local_archive
 
     def _run_module(self, module_args, task_vars):

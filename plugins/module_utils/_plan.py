@@ -542,12 +542,13 @@ def execute(store, plan, blobs=(), prune_min_age=0):
     wanted = dict((b['digest'], b) for b in plan['send'])
     sent = sent_bytes = 0
     with store.lock(False):
-        for digest, fileobj in blobs:
-            blob = wanted.pop(digest, None)
-            if blob is None:
-                raise PlanError('blob %s arrived but was not planned to be sent' % digest)
-            sent_bytes += store.put_blob(blob['key'], fileobj, blob['digest'], blob['size'], blob['mediaType'])
-            sent += 1
+        with store.batch():
+            for digest, fileobj in blobs:
+                blob = wanted.pop(digest, None)
+                if blob is None:
+                    raise PlanError('blob %s arrived but was not planned to be sent' % digest)
+                sent_bytes += store.put_blob(blob['key'], fileobj, blob['digest'], blob['size'], blob['mediaType'])
+                sent += 1
         require = plan['require']
         sizes = store.stat([r['key'] for r in require])
         for r in require:

@@ -47,6 +47,13 @@ The interface (every method is needed by ``_plan``; nothing else is):
     the consequence (prune then relies on ``min_age``).
 ``describe(key)``
     A human name for a key in error messages (a file path, an s3:// URL).
+``batch()`` (optional; the base class makes it a no-op)
+    A context manager around a series of ``put_blob`` calls: the store may
+    make the blobs visible together when it ends (still each one complete
+    and verified, in the order they were put), which lets a store pay for
+    durability once instead of once per blob. When the block raises, the
+    blobs put before the error are still published; when the process is
+    killed, the blobs of its unfinished batch never become visible.
 
 ``WebRootStore`` implements it for a directory on a host's disk (Nginx or
 any static web server serves it). The S3 store lives in ``_s3``.
@@ -71,6 +78,8 @@ from ansible_collections.oci.discovery.plugins.module_utils._digests import (
 
 STATE_DIR = '.oci-discovery'
 STALE_RUN_SECONDS = 60
+BATCH_FILES = 1000
+BATCH_BYTES = 512 * 1024 * 1024
 
 
 class StoreError(ValueError):
@@ -113,6 +122,9 @@ class Store:
         raise NotImplementedError
 
     def lock(self, exclusive=False):
+        return contextlib.nullcontext()
+
+    def batch(self):
         return contextlib.nullcontext()
 
     def describe(self, key):
@@ -175,6 +187,12 @@ class WebRootStore(Store):
     Writes go to a private staging directory, ``root/.oci-discovery/tmp``, on
     the same file system, are fsynced and then renamed into place, so nothing
     partial ever appears under a served path, even if the process is killed.
+    Inside ``batch()``, blobs wait in the staging directory and are made
+    durable with one ``syncfs`` (Linux; elsewhere one fsync per file) before
+    they are renamed, in order, and the renames are synced before anything
+    else is written: a blob is never visible before its data is on disk, and
+    never after the index that references it. A batch is flushed early when
+    it holds BATCH_FILES files or BATCH_BYTES bytes.
     Each store object stages in its own run directory, locked with flock; a
     later run removes the run directories of dead processes. Indexes are
     read-modify-written under a per-document flock, and ``lock()`` is a
@@ -193,6 +211,7 @@ class WebRootStore(Store):
         self._run_dir = None
         self._run_fd = None
         self._devices = {}
+        self._pending = None     # [(temp, target, size)] inside batch()
 
     # -- paths -------------------------------------------------------------
 
@@ -317,14 +336,17 @@ class WebRootStore(Store):
         fd, path = tempfile.mkstemp(prefix='.oci-part-', dir=staging)
         return fd, path
 
+    def _attributes(self, fd):
+        os.fchmod(fd, self.file_mode)
+        if self.uid != -1 or self.gid != -1:
+            os.fchown(fd, self.uid, self.gid)
+
     def _finish(self, fd, temp, target):
         """fsync, set mode/owner, rename into place, fsync the directory."""
         try:
             if self.fsync:
                 os.fsync(fd)
-            os.fchmod(fd, self.file_mode)
-            if self.uid != -1 or self.gid != -1:
-                os.fchown(fd, self.uid, self.gid)
+            self._attributes(fd)
         finally:
             os.close(fd)
         os.rename(temp, target)
@@ -337,6 +359,14 @@ class WebRootStore(Store):
         try:
             with os.fdopen(os.dup(fd), 'wb') as out:
                 count = copy_verified(fileobj, out, digest, size, 'blob %s (for %s)' % (digest, target))
+            if self._pending is not None:
+                self._attributes(fd)
+                os.close(fd)
+                fd = None
+                self._pending.append((temp, target, count))
+                if len(self._pending) >= BATCH_FILES or sum(p[2] for p in self._pending) >= BATCH_BYTES:
+                    self._flush()
+                return count
             self._finish(fd, temp, target)
             fd = None
         except BaseException:
@@ -345,6 +375,44 @@ class WebRootStore(Store):
             _unlink_quietly(temp)
             raise
         return count
+
+    @contextlib.contextmanager
+    def batch(self):
+        if self._pending is not None:      # nested: the outer batch flushes
+            yield
+            return
+        self._pending = []
+        try:
+            yield
+        finally:
+            # Also on an error: what arrived before it was verified, so it is published
+            # (and a re-run does not send it again). A killed process publishes nothing.
+            try:
+                self._flush()
+            finally:
+                for temp, dummy, dummy2 in self._pending:
+                    _unlink_quietly(temp)
+                self._pending = None
+
+    def _flush(self):
+        """Make the pending blobs durable, rename them into place in order, sync the renames."""
+        pending, self._pending[:] = list(self._pending), []
+        if not pending:
+            return
+        if self.fsync and not _syncfs(self._staging()):
+            for temp, dummy, dummy2 in pending:
+                _fsync_path(temp)
+        done = 0
+        try:
+            for temp, target, dummy in pending:
+                os.rename(temp, target)
+                done += 1
+        finally:
+            for temp, dummy, dummy2 in pending[done:]:
+                _unlink_quietly(temp)
+        if self.fsync and not _syncfs(self._staging()):
+            for directory in sorted(set(os.path.dirname(target) for dummy, target, dummy2 in pending)):
+                _fsync_dir(directory)
 
     def put_document(self, key, data, media_type=None):
         target = self.path(key)
@@ -402,6 +470,36 @@ def dev_of(cache, directory):
     if dev is None:
         dev = cache[directory] = os.stat(directory).st_dev
     return dev
+
+
+_SYNCFS = []
+
+
+def _syncfs(path):
+    """syncfs(2) on the file system holding ``path``; False where it is not available."""
+    if not _SYNCFS:
+        try:
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            _SYNCFS.append(libc.syncfs)
+        except (AttributeError, OSError, ImportError):
+            _SYNCFS.append(None)
+    syncfs = _SYNCFS[0]
+    if syncfs is None:
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return syncfs(fd) == 0
+    finally:
+        os.close(fd)
+
+
+def _fsync_path(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(directory):

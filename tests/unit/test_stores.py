@@ -245,3 +245,61 @@ def test_parse_mode():
     for bad in ('u+rw', '', '99', 0o17777, None, True):
         with pytest.raises(StoreError, match='directory_mode'):
             parse_mode(bad, 'directory_mode')
+
+
+def test_batch_publishes_at_the_end_in_order(tmp_path, monkeypatch):
+    root = str(tmp_path / 'site')
+    store = WebRootStore(root)
+    blobs = [b'first', b'second', b'third']
+    renamed = []
+    real_rename = os.rename
+    monkeypatch.setattr(os, 'rename', lambda a, b: (renamed.append(os.path.basename(b)), real_rename(a, b)))
+    with store.batch():
+        for i, data in enumerate(blobs):
+            store.put_blob('oci-cas/b%d' % i, io.BytesIO(data), digest_of(data), len(data))
+            assert served_files(root) == []          # nothing visible before the batch ends
+    assert renamed == ['b0', 'b1', 'b2']
+    assert served_files(root) == ['oci-cas/b0', 'oci-cas/b1', 'oci-cas/b2']
+    assert stat.S_IMODE(os.stat(os.path.join(root, 'oci-cas', 'b0')).st_mode) == 0o644
+    assert os.listdir(store._run_dir) == []
+    store.close()
+
+
+def test_batch_error_publishes_what_was_verified(tmp_path):
+    root = str(tmp_path / 'site')
+    with WebRootStore(root) as store:
+        with pytest.raises(VerificationError):
+            with store.batch():
+                store.put_blob('good', io.BytesIO(b'ok'), digest_of(b'ok'), 2)
+                store.put_blob('bad', io.BytesIO(b'no'), digest_of(b'ok'), 2)
+        assert served_files(root) == ['good']
+        assert os.listdir(store._run_dir) == []
+
+
+def test_batch_flushes_early_when_large(tmp_path, monkeypatch):
+    from ansible_collections.oci.discovery.plugins.module_utils import _stores
+    monkeypatch.setattr(_stores, 'BATCH_FILES', 2)
+    root = str(tmp_path / 'site')
+    with WebRootStore(root) as store:
+        with store.batch():
+            for i in range(3):
+                data = b'%d' % i
+                store.put_blob('b%d' % i, io.BytesIO(data), digest_of(data), 1)
+            assert served_files(root) == ['b0', 'b1']
+        assert served_files(root) == ['b0', 'b1', 'b2']
+
+
+def _killed_in_batch(root):
+    store = WebRootStore(root)
+    with store.batch():
+        store.put_blob('blob', io.BytesIO(b'data'), digest_of(b'data'), 4)
+        os._exit(0)     # killed before the batch ends
+
+
+def test_killed_batch_leaves_nothing_visible(tmp_path):
+    root = str(tmp_path / 'site')
+    child = multiprocessing.get_context('fork').Process(target=_killed_in_batch, args=(root,))
+    child.start()
+    child.join(30)
+    assert served_files(root) == []
+    assert os.path.isdir(os.path.join(root, STATE_DIR, 'tmp'))   # its staging is left for a later sweep

@@ -1,0 +1,525 @@
+# -*- coding: utf-8 -*-
+"""oci.discovery.publish_layout and oci.discovery.ref_engines through ansible-playbook.
+
+Real connections (ssh to the rig's sshd on loopback, and local), real layouts
+(umoci-made, from the `layouts` fixture), sites served by real nginx with the
+media types of DISCOVERY.md section 6; every published blob is fetched back
+through the CAS template and checked against its digest.
+"""
+import hashlib
+import json
+import os
+import random
+import signal
+import stat
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+import uritemplate
+import yaml
+
+from rig import procs
+from rig.ansible import ANSIBLE_PLAYBOOK, ansible_env, local_inventory
+from rig.layouts import BROKEN_KINDS, MISSING_TAG, REF_NAME, reachable, read_index
+
+MT_INDEX = 'application/vnd.oci.image.index.v1+json'
+MT_MANIFEST = 'application/vnd.oci.image.manifest.v1+json'
+MT_REF_ENGINES = 'application/vnd.oci.ref-engines.v1+json'
+DOCUMENT_TYPES = (MT_INDEX, 'application/vnd.docker.distribution.manifest.list.v2+json',
+                  MT_MANIFEST, 'application/vnd.docker.distribution.manifest.v2+json')
+STATE_DIR = '.oci-discovery'
+
+
+def _json_type(media_type, cache):
+    return ('types {} default_type %s; charset utf-8; charset_types *; add_header Cache-Control "%s";'
+            % (media_type, cache))
+
+
+BLOB_TYPE = 'types {} default_type application/octet-stream; ' \
+            'add_header Cache-Control "public, max-age=31536000, immutable";'
+
+
+def site_config(root):
+    """nginx server body serving a site root published by the collection (both site layouts).
+
+    Only the published paths are served (the private .oci-discovery/ is not):
+    the well-known document and indexes with their exact media types and
+    charset=utf-8, blobs as application/octet-stream with an immutable cache
+    lifetime; layouts as directories need a regex location for index.json.
+    """
+    return "\n".join([
+        "root %s;" % root,
+        "location / { return 404; }",
+        "location = /.well-known/oci-host-ref-engines { %s }" % _json_type(MT_REF_ENGINES, 'max-age=300'),
+        "location /oci-index/ { %s }" % _json_type(MT_INDEX, 'max-age=60'),
+        "location /oci-cas/ { %s }" % BLOB_TYPE,
+        "location /oci-image/ { %s location ~ /index\\.json$ { %s } }"
+        % (BLOB_TYPE, _json_type(MT_INDEX, 'max-age=60')),
+    ])
+
+
+def fetch(url):
+    with urllib.request.urlopen(url, timeout=20) as resp:
+        return resp.status, resp.headers, resp.read()
+
+
+def fetch_json(url, media_type):
+    status, headers, body = fetch(url)
+    assert headers['Content-Type'] == media_type + '; charset=utf-8', url
+    return json.loads(body.decode('utf-8'))
+
+
+def name_variables(name, fragment=''):
+    host, path = name.split('/', 1)
+    return {'name': name + ('#' + fragment if fragment else ''), 'host': host, 'path': path, 'fragment': fragment}
+
+
+def resolve_and_fetch_all(base_url, name, tag):
+    """Discovery as a consumer does it (well-known -> index template -> entries -> CAS template),
+    fetching every blob reachable from the tag and checking its size and digest.
+    Returns {digest: bytes} of what was fetched."""
+    well_known = fetch_json(base_url + '/.well-known/oci-host-ref-engines', MT_REF_ENGINES)
+    engines = [e for e in well_known['refEngines'] if e['protocol'] == 'oci-index-template-v1']
+    variables = name_variables(name, tag)
+    index_url = uritemplate.expand(engines[0]['uri'], variables)
+    index = fetch_json(index_url, MT_INDEX)
+    roots = [e for e in index['manifests'] if (e.get('annotations') or {}).get(REF_NAME) == tag]
+    assert roots, 'tag %r not in %s' % (tag, index_url)
+    fetched = {}
+    for root in roots:
+        cas = [e['uri'] for e in root.get('casEngines', []) + well_known.get('casEngines', [])
+               if e['protocol'] == 'oci-cas-template-v1']
+        stack = [root]
+        while stack:
+            desc = stack.pop()
+            if desc['digest'] in fetched:
+                continue
+            algorithm, encoded = desc['digest'].split(':', 1)
+            variables = dict(name_variables(name, tag), digest=desc['digest'], algorithm=algorithm, encoded=encoded)
+            url = uritemplate.expand(cas[0], variables)
+            status, headers, body = fetch(url)
+            assert headers['Content-Type'] == 'application/octet-stream'
+            assert 'immutable' in headers['Cache-Control']
+            assert len(body) == desc['size'] and hashlib.new(algorithm, body).hexdigest() == encoded, url
+            fetched[desc['digest']] = body
+            if desc['mediaType'] in DOCUMENT_TYPES:
+                doc = json.loads(body)
+                stack.extend(doc.get('manifests') or [doc['config']] + doc['layers'])
+    return fetched
+
+
+def tree_state(root):
+    """{relative path: (mode, sha256 or 'dir')} of everything under root, private state included."""
+    state = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode):
+                content = 'dir'
+            else:
+                with open(path, 'rb') as f:
+                    content = hashlib.sha256(f.read()).hexdigest()
+            state[os.path.relpath(path, root)] = (stat.S_IMODE(st.st_mode), st.st_uid, content)
+    return state
+
+
+def layout_tags(layout):
+    tags = []
+    for entry in read_index(layout)['manifests']:
+        tag = (entry.get('annotations') or {}).get(REF_NAME)
+        if tag is not None and tag not in tags:
+            tags.append(tag)
+    return tags
+
+
+def layout_blobs(layout, tags):
+    roots = [e for e in read_index(layout)['manifests'] if (e.get('annotations') or {}).get(REF_NAME) in tags]
+    return [{'digest': digest, 'size': size} for digest, size in sorted(reachable(layout, roots).items())]
+
+
+def publish_task(task_name='publish', **args):
+    return {'name': task_name, 'oci.discovery.publish_layout': args}
+
+
+def play(*tasks):
+    return [{'hosts': 'all', 'gather_facts': False, 'tasks': list(tasks)}]
+
+
+@pytest.fixture(params=['ssh', 'local'])
+def target(request, public_tmp_path):
+    """(inventory, site root) over a real ssh connection or the local one."""
+    if request.param == 'ssh':
+        sshd = request.getfixturevalue('sshd')
+        return sshd.inventory(), sshd.make_webroot()
+    return local_inventory(), public_tmp_path
+
+
+# --------------------------------------------------------------------------- the main path
+
+@pytest.mark.parametrize('site_layout', ['cas_bucket', 'directories'])
+def test_publish_serve_resolve_and_rerun(target, site_layout, layouts, nginx_factory, run_playbook):
+    inventory, root = target
+    ngx = nginx_factory([site_config(root)])
+    base_url = ngx.url('/').rstrip('/')
+    name = 'example.com/team/app'
+    tags = layout_tags(layouts.family)
+    blobs = layout_blobs(layouts.family, tags)
+    args = dict(src=layouts.family, name=name, root=root, site_layout=site_layout, base_url=base_url)
+
+    checked = run_playbook(play(publish_task(**args)), inventory=inventory, check=True, diff=True)
+    assert not checked.failed, checked
+    would = checked.result('publish')
+    assert would['changed'] and would['tags_added'] == tags
+    assert would['blobs_sent'] == len(blobs) and would['bytes_sent'] == sum(b['size'] for b in blobs)
+    assert 'to send' in would['diff'][1]['prepared']
+    assert all(('%s sha256:' % tag) in would['diff'][0]['after'] for tag in tags)
+    assert os.listdir(root) == []          # check mode wrote nothing
+
+    result = run_playbook(play(publish_task(**args),
+                               {'name': 'well-known', 'oci.discovery.ref_engines': {
+                                   'root': root, 'site_layout': site_layout, 'base_url': base_url}}),
+                          inventory=inventory, diff=True)
+    assert not result.failed, result
+    done = result.result('publish')
+    assert done['changed'] and done['tags_added'] == tags and done['blobs_sent'] == len(blobs)
+    assert done['blobs_present'] == 0
+    assert done['index_url'].startswith(base_url + '/')
+    assert result.result('well-known')['changed']
+
+    # Every file served is world-readable, every directory traversable (nginx runs as nobody).
+    for dirpath, dirnames, filenames in os.walk(root):
+        if STATE_DIR in dirnames:
+            dirnames.remove(STATE_DIR)
+        for d in dirnames:
+            assert stat.S_IMODE(os.stat(os.path.join(dirpath, d)).st_mode) == 0o755
+        for f in filenames:
+            assert stat.S_IMODE(os.stat(os.path.join(dirpath, f)).st_mode) == 0o644
+
+    # A consumer resolves every tag and fetches every blob through the CAS template.
+    fetched = {}
+    for tag in tags:
+        fetched.update(resolve_and_fetch_all(base_url, name, tag))
+        entries = [e for e in fetch_json(done['index_url'], MT_INDEX)['manifests']
+                   if e['annotations'][REF_NAME] == tag]
+        assert [e['digest'] for e in entries] == done['digests'][tag]
+    assert sorted(fetched) == sorted(b['digest'] for b in blobs)
+    # {path} expands to team%2Fapp with uritemplate; the literal form is served too.
+    assert fetch(done['index_url'].replace('team/app', 'team%2Fapp'))[0] == 200
+    # The private state is not served.
+    with pytest.raises(urllib.error.HTTPError):
+        fetch(base_url + '/' + STATE_DIR + '/locks/site.lock')
+
+    before = tree_state(root)
+    again = run_playbook(play(publish_task(**args)), inventory=inventory, diff=True)
+    assert not again.failed, again
+    second = again.result('publish')
+    assert not second['changed'] and second['blobs_sent'] == 0 and second['bytes_sent'] == 0
+    assert second['tags_unchanged'] == tags and second['blobs_present'] == len(blobs)
+    after = tree_state(root)
+    assert {k: v for k, v in after.items() if not k.startswith(STATE_DIR)} == \
+        {k: v for k, v in before.items() if not k.startswith(STATE_DIR)}
+
+
+def test_tags_families_absent_and_prune(sshd, layouts, nginx_factory, run_playbook):
+    inventory, root = sshd.inventory(), sshd.make_webroot()
+    ngx = nginx_factory([site_config(root)])
+    base_url = ngx.url('/').rstrip('/')
+    common = dict(root=root, base_url=base_url)
+    result = run_playbook(play(
+        publish_task('first', src=layouts.family, name='example.com/app', tags=['1.0'], **common),
+        publish_task('second', src=layouts.family, name='example.com/app', tags=['1.1', {'src': '2.0', 'dest': 'stable'}],
+                     **common),
+        publish_task('other family', src=layouts.family, name='example.com/other', tags=['1.0'], **common),
+        {'name': 'well-known', 'oci.discovery.ref_engines': {'root': root, 'base_url': base_url}},
+    ), inventory=inventory)
+    assert not result.failed, result
+    assert result.result('first')['tags_added'] == ['1.0']
+    second = result.result('second')
+    assert second['tags_added'] == ['1.1', 'stable'] and second['blobs_present'] > 0   # the shared base layer
+    other = result.result('other family')
+    assert other['tags_added'] == ['1.0'] and other['blobs_sent'] == 0 and other['bytes_sent'] == 0
+    index = fetch_json(base_url + '/oci-index/app', MT_INDEX)
+    assert [e['annotations'][REF_NAME] for e in index['manifests']] == ['1.0', '1.1', 'stable']
+    for tag in ('1.0', '1.1', 'stable'):
+        resolve_and_fetch_all(base_url, 'example.com/app', tag)
+    resolve_and_fetch_all(base_url, 'example.com/other', '1.0')
+    stable = layout_blobs(layouts.family, ['2.0'])
+    kept = set(b['digest'] for b in layout_blobs(layouts.family, ['1.0', '1.1']))
+    only_stable = [b for b in stable if b['digest'] not in kept]
+    assert only_stable
+
+    removed = run_playbook(play(
+        publish_task('remove', name='example.com/app', tags=['stable', '1.0'], state='absent', prune=True, **common),
+    ), inventory=inventory, diff=True)
+    assert not removed.failed, removed
+    r = removed.result('remove')
+    assert r['tags_removed'] == ['stable', '1.0'] and r['changed']
+    # 1.0 is still published by example.com/other: only what "stable" alone used is pruned
+    assert r['blobs_pruned'] == len(only_stable) and r['bytes_pruned'] == sum(b['size'] for b in only_stable)
+    index = fetch_json(base_url + '/oci-index/app', MT_INDEX)
+    assert [e['annotations'][REF_NAME] for e in index['manifests']] == ['1.1']
+    resolve_and_fetch_all(base_url, 'example.com/app', '1.1')
+    resolve_and_fetch_all(base_url, 'example.com/other', '1.0')
+    for blob in only_stable:
+        algorithm, encoded = blob['digest'].split(':')
+        assert not os.path.exists(os.path.join(root, 'oci-cas', algorithm, encoded[:2], encoded))
+
+    unchanged = run_playbook(play(
+        publish_task('remove again', name='example.com/app', tags=['stable'], state='absent', prune=True, **common),
+    ), inventory=inventory)
+    assert not unchanged.failed, unchanged
+    assert not unchanged.result('remove again')['changed']
+
+
+def test_multiplatform_nested_indexes_as_directories(sshd, layouts, nginx_factory, run_playbook):
+    inventory, root = sshd.inventory(), sshd.make_webroot()
+    ngx = nginx_factory([site_config(root)])
+    base_url = ngx.url('/').rstrip('/')
+    result = run_playbook(play(
+        publish_task(src=layouts.multiplatform, name='example.com/multi', root=root, base_url=base_url,
+                     site_layout='directories'),
+        {'name': 'well-known',
+         'oci.discovery.ref_engines': {'root': root, 'base_url': base_url, 'site_layout': 'directories'}},
+    ), inventory=inventory)
+    assert not result.failed, result
+    tags = layout_tags(layouts.multiplatform)
+    fetched = {}
+    for tag in tags:
+        fetched.update(resolve_and_fetch_all(base_url, 'example.com/multi', tag))
+    assert sorted(fetched) == sorted(b['digest'] for b in layout_blobs(layouts.multiplatform, tags))
+    served = os.path.join(root, 'oci-image', 'multi')
+    assert json.load(open(os.path.join(served, 'oci-layout'))) == {'imageLayoutVersion': '1.0.0'}
+    assert layout_tags(served) == tags
+
+
+def test_become_an_unprivileged_user(sshd, layouts, run_playbook):
+    """Local connection as root, become the site's owner: the archive must be readable by it,
+    and every file written is the become user's."""
+    root = sshd.make_webroot()       # owned by the test user, not writable by others
+    task = dict(publish_task(src=layouts.family, name='example.com/app', root=root, tags=['1.0']),
+                become=True, become_user=sshd.user, become_method='sudo')
+    result = run_playbook(play(task), inventory=local_inventory(ansible_python_interpreter='/usr/bin/python3'))
+    assert not result.failed, result
+    assert result.result('publish')['blobs_sent'] == len(layout_blobs(layouts.family, ['1.0']))
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            assert os.lstat(os.path.join(dirpath, name)).st_uid == sshd.uid, name
+    again = run_playbook(play(task), inventory=local_inventory(ansible_python_interpreter='/usr/bin/python3'))
+    assert not again.failed and not again.result('publish')['changed'], again
+
+
+# --------------------------------------------------------------------------- bad input
+
+def test_bad_input_changes_nothing(sshd, layouts, broken_layout, run_playbook):
+    inventory, root = sshd.inventory(), sshd.make_webroot()
+    first = run_playbook(play(publish_task(src=layouts.family, name='example.com/app', root=root, tags=['1.0'])),
+                         inventory=inventory)
+    assert not first.failed, first
+    os.makedirs(os.path.join(root, 'oci-index', 'team'))
+    with open(os.path.join(root, 'oci-index', 'team', 'garbage'), 'wb') as f:
+        f.write(b'<html>502 Bad Gateway</html>')
+    os.chown(os.path.join(root, 'oci-index', 'team'), sshd.uid, sshd.gid)
+    before = tree_state(root)
+
+    cases = []    # (task name, task args, a substring the error must contain)
+    for kind in sorted(BROKEN_KINDS):
+        broken = broken_layout(kind)
+        cases.append(('broken ' + kind, dict(src=broken['path'], name='example.com/app'), broken['expect']))
+    cases += [
+        ('missing tag', dict(src=layouts.family, name='example.com/app', tags=[MISSING_TAG]), MISSING_TAG),
+        ('name escaping the root', dict(src=layouts.family, name='example.com/../../etc'), "'..' segment"),
+        ('name with a dot segment', dict(src=layouts.family, name='example.com/a/./b'), "'.' segment"),
+        ('tag with a control character', dict(src=layouts.family, name='example.com/app',
+                                              tags=[{'src': '1.0', 'dest': 'bad\ntag'}]), 'control character'),
+        ('invalid existing index', dict(src=layouts.family, name='example.com/team/garbage'),
+         'oci-index/team/garbage'),
+        ('template for another site', dict(src=layouts.family, name='example.com/app',
+                                           cas_template='https://cdn.example.net/oci-cas/{algorithm}/{encoded:2}/{encoded}'),
+         'does not match the site'),
+        ('index template for another site', dict(src=layouts.family, name='example.com/app',
+                                                 base_url='https://example.com:8443',
+                                                 index_template='https://{host}/oci-index/{path}'),
+         'does not match the site'),
+        ('missing layout', dict(src='/nonexistent/layout', name='example.com/app'), '/nonexistent/layout'),
+        ('unknown owner', dict(src=layouts.family, name='example.com/app', tags=['1.1'],
+                               owner='no-such-user-anywhere'), 'no-such-user-anywhere'),
+        ('absent without tags', dict(name='example.com/app', state='absent'), 'state=absent needs'),
+    ]
+    tasks = []
+    for task_name, args, dummy in cases:
+        args = dict(args, root=root)
+        tasks.append(dict(publish_task(task_name, **args), ignore_errors=True))
+    result = run_playbook(play(*tasks), inventory=inventory, diff=True)
+    for task_name, args, expect in cases:
+        outcome = result.result(task_name)
+        assert outcome.get('failed'), (task_name, outcome)
+        assert expect in outcome['msg'], (task_name, expect, outcome['msg'])
+        assert 'Traceback' not in outcome['msg'] and 'module_stderr' not in outcome, (task_name, outcome)
+    assert tree_state(root) == before
+
+    forced = run_playbook(play(publish_task(src=layouts.family, name='example.com/team/garbage', root=root,
+                                            tags=['1.0'], force=True)), inventory=inventory)
+    assert not forced.failed, forced
+    assert 'oci-index/team/garbage' in forced.result('publish')['replaced_invalid_index']
+
+
+# --------------------------------------------------------------------------- concurrency
+
+def test_concurrent_publishes_of_one_family(sshd, layouts, run_playbook):
+    inventory, root = sshd.inventory(), sshd.make_webroot()
+    tags = layout_tags(layouts.family)
+    results = {}
+
+    def publish(tag):
+        results[tag] = run_playbook(play(publish_task(src=layouts.family, name='example.com/app', root=root,
+                                                      tags=[tag])), inventory=inventory)
+
+    threads = [threading.Thread(target=publish, args=(tag,)) for tag in tags]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for tag in tags:
+        assert not results[tag].failed, results[tag]
+        assert results[tag].result('publish')['tags_added'] == [tag]
+    with open(os.path.join(root, 'oci-index', 'app'), 'rb') as f:
+        index = json.load(f)
+    assert sorted(e['annotations'][REF_NAME] for e in index['manifests']) == sorted(tags)
+    assert os.listdir(os.path.join(root, STATE_DIR, 'tmp')) == []
+
+
+# --------------------------------------------------------------------------- interruption
+
+class ServedTreeWatcher(threading.Thread):
+    """Polls a CAS-bucket site while a publish runs: every blob file visible under the served
+    paths must be complete (its digest is its name), and every index entry must point at
+    blobs that are already there, with their own children (blobs before manifests before
+    indexes)."""
+
+    def __init__(self, root):
+        super().__init__(daemon=True)
+        self.root = root
+        self.stop = threading.Event()
+        self.problems = []
+        self.checked = {}
+        self.rounds = 0
+
+    def blob_path(self, digest):
+        algorithm, encoded = digest.split(':')
+        return os.path.join(self.root, 'oci-cas', algorithm, encoded[:2], encoded)
+
+    def check_blob_file(self, path):
+        st = os.stat(path)
+        key = (path, st.st_size, st.st_mtime_ns)
+        if key in self.checked:
+            return
+        algorithm = os.path.basename(os.path.dirname(os.path.dirname(path)))
+        with open(path, 'rb') as f:
+            actual = hashlib.new(algorithm, f.read()).hexdigest()
+        if actual != os.path.basename(path):
+            self.problems.append('partial or wrong blob visible: %s' % path)
+        self.checked[key] = True
+
+    def check(self):
+        cas = os.path.join(self.root, 'oci-cas')
+        for dirpath, dirnames, filenames in os.walk(cas):
+            for name in filenames:
+                try:
+                    self.check_blob_file(os.path.join(dirpath, name))
+                except FileNotFoundError:
+                    pass
+        index_path = os.path.join(self.root, 'oci-index', 'app')
+        try:
+            with open(index_path, 'rb') as f:
+                data = f.read()
+        except FileNotFoundError:
+            return
+        try:
+            index = json.loads(data)
+        except ValueError:
+            self.problems.append('partial index visible: %r' % data[:100])
+            return
+        stack = list(index['manifests'])
+        while stack:
+            desc = stack.pop()
+            path = self.blob_path(desc['digest'])
+            if not os.path.exists(path):
+                self.problems.append('index refers to %s, not there yet' % desc['digest'])
+                continue
+            if desc['mediaType'] in DOCUMENT_TYPES:
+                with open(path, 'rb') as f:
+                    doc = json.load(f)
+                stack.extend(doc.get('manifests') or [doc['config']] + doc['layers'])
+
+    def run(self):
+        while not self.stop.is_set():
+            self.check()
+            self.rounds += 1
+            time.sleep(0.02)
+        self.check()
+
+
+def start_playbook(plays, inventory, workdir):
+    """ansible-playbook in its own process group (so that the test can kill the whole group)."""
+    path = os.path.join(workdir, 'playbook.yml')
+    with open(path, 'w') as f:
+        yaml.safe_dump(plays, f, sort_keys=False)
+    inventory_path = os.path.join(workdir, 'inventory.yml')
+    with open(inventory_path, 'w') as f:
+        yaml.safe_dump(inventory, f, sort_keys=False)
+    proc = subprocess.Popen([ANSIBLE_PLAYBOOK, '-i', inventory_path, path], env=ansible_env(), cwd=workdir,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    procs._KNOWN_CHILDREN.add(proc.pid)
+    return proc
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('connection', ['local', 'ssh'])
+def test_killed_publish_leaves_no_partial_file(connection, layouts, request, tmp_path, run_playbook):
+    if connection == 'ssh':
+        sshd = request.getfixturevalue('sshd')
+        inventory, root = sshd.inventory(), sshd.make_webroot()
+    else:
+        inventory, root = local_inventory(), request.getfixturevalue('public_tmp_path')
+    task = publish_task(src=layouts.big, name='example.com/app', root=root)
+    watcher = ServedTreeWatcher(root)
+    watcher.start()
+    rng = random.Random()
+    delays = []
+    try:
+        for attempt in range(3):
+            delay = rng.uniform(0.5, 4.0)
+            delays.append(round(delay, 2))
+            workdir = str(tmp_path / ('attempt%d' % attempt))
+            os.makedirs(workdir)
+            proc = start_playbook(play(task), inventory, workdir)
+            try:
+                time.sleep(delay)
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            finally:
+                proc.wait()
+                procs._KNOWN_CHILDREN.discard(proc.pid)
+        rerun = run_playbook(play(task), inventory=inventory)
+    finally:
+        watcher.stop.set()
+        watcher.join(60)
+    assert watcher.problems == [], (delays, watcher.problems[:5])
+    assert watcher.rounds > 10
+    assert not rerun.failed, rerun
+    tags = layout_tags(layouts.big)
+    with open(os.path.join(root, 'oci-index', 'app'), 'rb') as f:
+        index = json.load(f)
+    assert sorted(set(e['annotations'][REF_NAME] for e in index['manifests'])) == sorted(tags)
+    for blob in layout_blobs(layouts.big, tags):
+        watcher.check_blob_file(watcher.blob_path(blob['digest']))
+    assert watcher.problems == []
+    final = run_playbook(play(task), inventory=inventory)
+    assert not final.failed and not final.result('publish')['changed'], final
