@@ -25,6 +25,7 @@ import yaml
 from rig import procs
 from rig.ansible import ANSIBLE_PLAYBOOK, ansible_env, local_inventory
 from rig.layouts import BROKEN_KINDS, MISSING_TAG, REF_NAME, reachable, read_index
+from rig.nginx import server
 
 MT_INDEX = 'application/vnd.oci.image.index.v1+json'
 MT_MANIFEST = 'application/vnd.oci.image.manifest.v1+json'
@@ -295,6 +296,46 @@ def test_multiplatform_nested_indexes_as_directories(sshd, layouts, nginx_factor
     served = os.path.join(root, 'oci-image', 'multi')
     assert json.load(open(os.path.join(served, 'oci-layout'))) == {'imageLayoutVersion': '1.0.0'}
     assert layout_tags(served) == tags
+
+
+@pytest.mark.parametrize('site_layout', ['cas_bucket', 'directories'])
+def test_lookup_resolves_what_was_published(site_layout, sshd, layouts, nginx_factory, ca, run_playbook, tmp_path):
+    """The collection's resolve lookup, over https with the test CA, finds every published tag of
+    a nested family and a multi-platform image, and verifies what it returns."""
+    root = sshd.make_webroot()
+    ngx = nginx_factory([server(site_config(root), tls=True)])
+    base_url = 'https://localhost:%d' % ngx.tls_port
+    common = dict(root=root, base_url=base_url, site_layout=site_layout)
+    published = run_playbook(play(
+        publish_task('family', src=layouts.family, name='localhost/team/app', **common),
+        publish_task('multi', src=layouts.multiplatform, name='localhost/team/multi', **common),
+        {'name': 'well-known', 'oci.discovery.ref_engines': dict(common)},
+    ), inventory=sshd.inventory())
+    assert not published.failed, published
+    expected = {}
+    for task, family in (('family', 'localhost/team/app'), ('multi', 'localhost/team/multi')):
+        for tag, digests in published.result(task)['digests'].items():
+            expected['%s#%s' % (family, tag)] = digests
+    arm = layout_tags(layouts.multiplatform)
+    arm_tag = [t for t in arm if 'arm64' in t][0]
+    arm_digest = [e['digest'] for e in read_index(layouts.multiplatform)['manifests']
+                  if e['annotations'].get(REF_NAME) == arm_tag][0]
+    xdg = str(tmp_path / 'xdg')
+    os.makedirs(xdg)
+    options = "port=%d, ca_path='%s', verify=true" % (ngx.tls_port, ca.cert_path)
+    tasks = []
+    for i, name in enumerate(sorted(expected)):
+        tasks.append({'name': 'resolve %d' % i, 'ansible.builtin.set_fact': {
+            'found': "{{ query('oci.discovery.resolve', '%s', %s) }}" % (name, options)}})
+    tasks.append({'name': 'platform', 'ansible.builtin.set_fact': {
+        'found': "{{ query('oci.discovery.resolve', 'localhost/team/multi#1.0', platform='linux/arm64/v8', %s) }}"
+                 % options}})
+    resolved = run_playbook([{'hosts': 'localhost', 'gather_facts': False, 'tasks': tasks}],
+                            env={'XDG_CONFIG_HOME': xdg, 'XDG_CONFIG_DIRS': xdg})
+    assert not resolved.failed, resolved
+    for i, name in enumerate(sorted(expected)):
+        assert resolved.result('resolve %d' % i)['ansible_facts']['found'] == expected[name], name
+    assert resolved.result('platform')['ansible_facts']['found'] == [arm_digest]
 
 
 def test_become_an_unprivileged_user(sshd, layouts, run_playbook):
