@@ -259,8 +259,10 @@ class WebRootStore(Store):
         try:
             with open(path, 'rb') as f:
                 data = f.read(max_bytes + 1)
-        except (FileNotFoundError, NotADirectoryError):
+        except FileNotFoundError:
             return None
+        except NotADirectoryError:
+            raise StoreError('%s cannot exist: %s is a file, not a directory' % (path, self._file_ancestor(key)))
         except IsADirectoryError:
             raise StoreError('%s: is a directory, expected a file' % path)
         except OSError as e:
@@ -268,6 +270,14 @@ class WebRootStore(Store):
         if len(data) > max_bytes:
             raise StoreError('%s: larger than %d bytes' % (path, max_bytes))
         return data
+
+    def _file_ancestor(self, key):
+        parts = check_key(key).split('/')
+        for i in range(1, len(parts)):
+            candidate = os.path.join(self.root, *parts[:i])
+            if os.path.lexists(candidate) and not os.path.isdir(candidate):
+                return candidate
+        return '(a parent directory)'
 
     # -- writing -----------------------------------------------------------
 

@@ -72,7 +72,9 @@ options:
     description:
       - How the site is organised (DISCOVERY.md section 7 of the collection).
       - V(cas_bucket) writes C(oci-index/{path}) and shared blobs at
-        C(oci-cas/{algorithm}/{encoded:2}/{encoded}).
+        C(oci-cas/{algorithm}/{encoded:2}/{encoded}). A family and another nested under it
+        (V(example.com/a) and V(example.com/a/b)) cannot both be published this way, as
+        C(oci-index/a) would have to be a file and a directory; that is refused before anything is written.
       - V(directories) writes an OCI image layout per family at C(oci-image/{path}/) (C(oci-layout),
         C(index.json), C(blobs/{algorithm}/{encoded})).
     type: str

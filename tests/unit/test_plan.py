@@ -516,3 +516,23 @@ def test_prune_in_directories_mode_is_per_family(tmp_path):
     assert all(key.startswith(m.blob_prefix) for key in gone)
     assert Layout(os.path.join(site, 'oci-image', 'app')).validate()['blobs'] == 4    # 1.0 is whole
     assert Layout(os.path.join(site, 'oci-image', 'other')).tags() == ['1.0', 'multi']
+
+
+def test_cas_bucket_family_collisions_fail_before_writing(tmp_path):
+    """oci-index/app cannot be both the index of example.com/app and the directory of example.com/app/sub."""
+    b = sample_layout(str(tmp_path / 'layout'))
+    site = str(tmp_path / 'site')
+    publish(b.root, site, name='example.com/app', tags=['1.0'])
+    before = tree(site)
+    with pytest.raises(ValueError, match=r'oci-index/app/sub cannot exist: .*oci-index/app is a file'):
+        publish(b.root, site, name='example.com/app/sub', tags=['multi'])
+    assert tree(site) == before
+    other = str(tmp_path / 'other')
+    publish(b.root, other, name='example.com/app/sub', tags=['1.0'])
+    before = tree(other)
+    with pytest.raises(ValueError, match=r'oci-index/app: is a directory'):
+        publish(b.root, other, name='example.com/app', tags=['multi'])
+    assert tree(other) == before
+    # the directories site layout has no such collision
+    publish(b.root, site, name='example.com/app', mode='directories')
+    publish(b.root, site, name='example.com/app/sub', mode='directories')
