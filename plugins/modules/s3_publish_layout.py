@@ -1,0 +1,461 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the oci.discovery collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: s3_publish_layout
+short_description: Publish tags of an OCI image layout into an S3 bucket
+version_added: 0.1.0
+description:
+  - Makes images of an OCI image layout discoverable through the oci-discovery protocols by
+    writing them into an S3 bucket (AWS S3 or any S3-compatible store such as Ceph RGW or MinIO),
+    typically served by a CDN or a website endpoint at the root of O(base_url).
+  - Same site layouts and same publish algorithm as M(oci.discovery.publish_layout). V(cas_bucket)
+    (the default) writes one image index per family at C(oci-index/{path}) and every family's
+    blobs, shared, at C(oci-cas/{algorithm}/{encoded:2}/{encoded}); V(directories) writes an OCI
+    image layout per family at C(oci-image/{path}/).
+  - Every object is served right without any server configuration. A blob gets its descriptor's
+    media type as Content-Type (manifests, indexes, configs and layers alike) and a long, immutable
+    Cache-Control; indexes and the well-known document get their media type with C(; charset=utf-8)
+    and a short Cache-Control.
+  - Planning is cheap. One paginated LIST of the blob prefix (one request per 1,000 objects; never
+    a HEAD per blob) and one GET per document. Only missing blobs are uploaded, in parallel with a
+    bounded pool of O(max_concurrency) requests, multipart above O(multipart_chunksize), streamed
+    from disk and verified (size and digest) on the way; a blob that fails verification never
+    becomes visible.
+  - Existing objects with a wrong Content-Type or Cache-Control (for example changed by another
+    tool) are fixed in place by copying them onto themselves, without a re-upload, and reported as
+    changed. To notice this without a HEAD per object, the module keeps a private ledger object,
+    C(.oci-discovery/s3-ledger.json) under O(prefix), recording the ETag and LastModified at which
+    each blob's headers were last seen to be right. An object rewritten since (any metadata change
+    rewrites an S3 object) is checked with one HEAD. Losing the ledger only costs HEADs.
+  - Commit order is blobs, then manifests and indexes (blobs too), then the family index, then the
+    well-known document, so a reader never finds an index entry whose blobs are missing. The family
+    index (and the well-known document) is read-modify-written with a conditional PUT (C(If-Match)
+    on the ETag read, C(If-None-Match) when creating) and merged again on a conflict, so two
+    publishers of different tags of one family at the same time both get their tags in. See
+    O(conditional_writes) for stores without conditional writes.
+  - The layout is validated (every blob reachable from the chosen tags is hashed) and every
+    document read and checked before anything is written. Bad input (a broken layout, a name that
+    would escape the prefix, an existing index or well-known document that is not valid, a missing
+    bucket, wrong credentials) fails with a message naming the file, object or tag, and writes
+    nothing.
+  - Run it where the layout is, usually the controller (C(delegate_to=localhost)).
+options:
+  src:
+    description:
+      - The OCI image layout to publish, a directory on the host the module runs on (with
+        C(oci-layout), C(index.json) and C(blobs/)).
+      - Required when O(state=present). With O(state=absent) it only supplies the tags when O(tags)
+        is not given.
+    type: path
+  name:
+    description:
+      - The image family the tags are published under, a host-based image name without a fragment,
+        for example V(example.com/app) or V(example.com/team/app).
+      - Its path must be safe as a relative key (no V(.) or V(..) segment, no V(%), no backslash).
+    type: str
+    required: true
+  tags:
+    description:
+      - The tags (C(org.opencontainers.image.ref.name) values of the layout's C(index.json)) to publish
+        or, with O(state=absent), to remove.
+      - Each item is a tag, or a mapping with C(src) (the tag in the layout) and C(dest) (the tag to
+        publish it as).
+      - Default is every tag of the layout.
+    type: list
+    elements: raw
+  bucket:
+    description:
+      - The bucket. It must exist (the M(amazon.aws.s3_bucket) module or the
+        C(oci.discovery.s3_publisher) role creates it).
+    type: str
+    required: true
+  prefix:
+    description:
+      - A key prefix in the bucket that is the root of the site (the origin path of a CDN), for
+        example V(sites/example.com). Default is the bucket's root.
+    type: str
+    default: ''
+  site_layout:
+    description:
+      - How the site is organised. V(cas_bucket) writes C(oci-index/{path}) and shared blobs at
+        C(oci-cas/{algorithm}/{encoded:2}/{encoded}); V(directories) writes an OCI image layout per
+        family at C(oci-image/{path}/).
+    type: str
+    choices: [cas_bucket, directories]
+    default: cas_bucket
+  base_url:
+    description:
+      - The public URL of the site root (the bucket root, or O(prefix)) as consumers reach it, for
+        example V(https://example.com) behind a CDN or a website endpoint.
+      - Default is V(https://) followed by the host of O(name).
+    type: str
+  cas_template:
+    description:
+      - The CAS template (protocol C(oci-cas-template-v1)) written into each published index entry.
+      - Default is O(base_url) followed by C(/oci-cas/{algorithm}/{encoded:2}/{encoded}) (or the
+        family's C(blobs/) for O(site_layout=directories)). It is refused unless it leads to the
+        blobs written.
+    type: str
+  index_template:
+    description:
+      - The index template (protocol C(oci-index-template-v1)) consumers use to find this family's
+        index; checked like O(cas_template), and used to report RV(index_url).
+    type: str
+  state:
+    description:
+      - V(present) publishes the tags; V(absent) removes their entries from the family's index
+        (blobs stay unless O(prune) is set).
+    type: str
+    choices: [present, absent]
+    default: present
+  force:
+    description:
+      - Replace an existing index or well-known document that is not valid. Without it, such an
+        object is refused, naming it, and nothing is written.
+    type: bool
+    default: false
+  prune:
+    description:
+      - After publishing, delete the blobs under the blob prefix that no index of the site references
+        any more and that are older than O(prune_min_age).
+      - S3 has no locks, so a blob uploaded by a publisher that has not written its index yet is only
+        protected by its age; keep O(prune_min_age) longer than any publish takes.
+    type: bool
+    default: false
+  prune_min_age:
+    description:
+      - With O(prune), blobs younger than this many seconds are kept.
+    type: int
+    default: 86400
+  well_known:
+    description:
+      - Also merge the ref engines of this site into the well-known document
+        C(.well-known/oci-host-ref-engines) (after the index). Engines others wrote are kept unless
+        O(well_known_exclusive).
+      - The engines are O(well_known_ref_engines) and O(well_known_cas_engines) when given, else the
+        default for O(site_layout) (an index template under O(base_url), or C(https://{host}) when
+        O(base_url) is not set).
+    type: bool
+    default: false
+  well_known_ref_engines:
+    description:
+      - Ref-engine configurations for the well-known document, each a mapping with at least
+        C(protocol) (for example V(oci-index-template-v1) with a C(uri) template).
+    type: list
+    elements: dict
+  well_known_cas_engines:
+    description:
+      - CAS-engine configurations for the well-known document.
+    type: list
+    elements: dict
+  well_known_exclusive:
+    description:
+      - Replace the well-known document's engines with the managed ones instead of merging.
+    type: bool
+    default: false
+  acl:
+    description:
+      - A canned ACL for every published object, for example V(public-read). Default is to send none
+        and rely on a bucket policy (the C(oci.discovery.s3_publisher) role writes one); buckets with
+        object ownership enforced refuse ACLs.
+    type: str
+    choices: [private, public-read, public-read-write, authenticated-read, aws-exec-read, bucket-owner-read,
+              bucket-owner-full-control]
+  blob_cache_control:
+    description:
+      - Cache-Control of blobs. They never change.
+    type: str
+    default: public, max-age=31536000, immutable
+  document_cache_control:
+    description:
+      - Cache-Control of indexes and of the well-known document. They change on every publish.
+    type: str
+    default: public, max-age=60
+  max_concurrency:
+    description:
+      - The most S3 requests in flight at once (uploads, parts, copies, HEADs).
+    type: int
+    default: 8
+  multipart_chunksize:
+    description:
+      - Blobs of this many bytes or more are uploaded in parts of this size (at least 5 MiB; S3 allows
+        10,000 parts, so larger parts are used for larger blobs). Memory use is about
+        O(max_concurrency) + 2 parts.
+    type: int
+    default: 8388608
+  conditional_writes:
+    description:
+      - How documents are read-modify-written.
+      - V(auto) sends C(If-Match)/C(If-None-Match) and falls back, with a warning, when the store
+        answers that it does not implement them. V(always) never falls back. V(never) writes
+        unconditionally and reads the document back to re-apply the change if a concurrent writer
+        replaced it; on such stores publish one family from one place at a time.
+    type: str
+    choices: [auto, always, never]
+    default: auto
+extends_documentation_fragment:
+  - amazon.aws.common.modules
+  - amazon.aws.region.modules
+  - amazon.aws.boto3
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: The bucket is read (LIST, documents, the ledger, HEADs of objects it cannot vouch for) to report
+      what would change.
+  diff_mode:
+    support: full
+    details: The family's index as one C(tag digest) line per entry, the blobs and bytes to send, the objects whose
+      headers are fixed, and the well-known document.
+  platform:
+    platforms: posix
+notes:
+  - The module sets the botocore options C(request_checksum_calculation) and C(response_checksum_validation)
+    to V(when_required) by default, because many S3-compatible stores (Ceph RGW over https among
+    them) reject the aws-chunked request checksums boto3 sends otherwise. Override them in
+    O(aws_config).
+  - "Permissions needed: C(s3:ListBucket), C(s3:GetObject), C(s3:PutObject) (C(s3:PutObjectAcl) with
+    O(acl)), and C(s3:DeleteObject) with O(prune)."
+seealso:
+  - module: oci.discovery.publish_layout
+  - module: amazon.aws.s3_bucket
+author:
+  - oci.discovery contributors (@oci-discovery)
+'''
+
+EXAMPLES = r'''
+- name: Publish every tag of a layout into a bucket served at https://example.com
+  oci.discovery.s3_publish_layout:
+    src: build/app-layout
+    name: example.com/app
+    bucket: example-com-site
+    well_known: true
+  delegate_to: localhost
+
+- name: Publish one tag into a Ceph RGW bucket over https, with a canned ACL
+  oci.discovery.s3_publish_layout:
+    src: /srv/layouts/app
+    name: example.com/team/app
+    tags: ["1.2", {src: "1.2", dest: stable}]
+    bucket: images
+    prefix: sites/example.com
+    acl: public-read
+    endpoint_url: https://rgw.internal:7480
+    aws_ca_bundle: /etc/ssl/internal-ca.pem
+    access_key: "{{ rgw_access_key }}"
+    secret_key: "{{ rgw_secret_key }}"
+
+- name: Withdraw a tag and delete blobs nothing references (older than a day)
+  oci.discovery.s3_publish_layout:
+    name: example.com/app
+    tags: ["1.0"]
+    state: absent
+    prune: true
+    bucket: example-com-site
+'''
+
+RETURN = r'''
+name:
+  description: The image family.
+  returned: always
+  type: str
+  sample: example.com/app
+bucket:
+  description: The bucket.
+  returned: always
+  type: str
+  sample: example-com-site
+prefix:
+  description: The key prefix of the site in the bucket (empty, or ending with C(/)).
+  returned: always
+  type: str
+  sample: sites/example.com/
+index:
+  description: The key of the family index, relative to O(prefix).
+  returned: always
+  type: str
+  sample: oci-index/app
+index_url:
+  description: The public URL of the family index.
+  returned: always
+  type: str
+  sample: https://example.com/oci-index/app
+cas_template:
+  description: The CAS template written into the index entries.
+  returned: always
+  type: str
+  sample: https://example.com/oci-cas/{algorithm}/{encoded:2}/{encoded}
+tags_added:
+  description: Tags that were not in the index before (would be added, in check mode).
+  returned: always
+  type: list
+  elements: str
+  sample: ["1.0"]
+tags_updated:
+  description: Tags whose entries changed.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+tags_removed:
+  description: Tags removed from the index (O(state=absent)).
+  returned: always
+  type: list
+  elements: str
+  sample: []
+tags_unchanged:
+  description: Tags already as requested.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+digests:
+  description: For each published tag, the digests of its index entries.
+  returned: always
+  type: dict
+  sample: {"1.0": ["sha256:e9770a03fbdccdd4632895151a93f9af58bbe2c91fdfaaf73160648d250e6ec3"]}
+blobs_sent:
+  description: Blobs uploaded (that would be uploaded, in check mode).
+  returned: always
+  type: int
+  sample: 3
+bytes_sent:
+  description: Size of the blobs uploaded (that would be uploaded, in check mode).
+  returned: always
+  type: int
+  sample: 122486
+blobs_present:
+  description: Blobs of the published tags that the bucket already had.
+  returned: always
+  type: int
+  sample: 0
+objects_fixed:
+  description: Existing objects whose Content-Type or Cache-Control was wrong and was fixed (would be, in check mode).
+  returned: always
+  type: int
+  sample: 1
+fixed_keys:
+  description: The keys of those objects.
+  returned: always
+  type: list
+  elements: str
+  sample: ["oci-cas/sha256/e9/e9770a03fbdccdd4632895151a93f9af58bbe2c91fdfaaf73160648d250e6ec3"]
+well_known_changed:
+  description: Whether the well-known document changed (would change, in check mode).
+  returned: when O(well_known=true)
+  type: bool
+  sample: true
+blobs_pruned:
+  description: Unreferenced blobs deleted (that would be deleted, in check mode).
+  returned: when O(prune=true)
+  type: int
+  sample: 2
+bytes_pruned:
+  description: Size of the blobs deleted.
+  returned: when O(prune=true)
+  type: int
+  sample: 4096
+replaced_invalid_index:
+  description: Why the existing index was replaced (only with O(force=true)).
+  returned: when an invalid index was replaced
+  type: str
+  sample: "s3://site/oci-index/app: invalid JSON: Expecting value: line 1 column 1 (char 0)"
+requests:
+  description:
+    - S3 operations made, by kind (C(list_pages), C(head), C(get), C(put) for documents, C(upload) for
+      blobs, C(copy) for header fixes, C(delete)). A run that changes nothing makes no C(put),
+      C(upload) or C(copy).
+  returned: always
+  type: dict
+  sample: {"list_pages": 1, "head": 0, "get": 3, "put": 0, "upload": 0, "copy": 0, "delete": 0}
+'''
+
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+
+from ansible_collections.oci.discovery.plugins.module_utils import _plan
+from ansible_collections.oci.discovery.plugins.module_utils._layout import Layout
+from ansible_collections.oci.discovery.plugins.module_utils._s3 import (
+    BLOB_CACHE_CONTROL, DOCUMENT_CACHE_CONTROL, S3Store, publish)
+
+CANNED_ACLS = ['private', 'public-read', 'public-read-write', 'authenticated-read', 'aws-exec-read',
+               'bucket-owner-read', 'bucket-owner-full-control']
+# Defaults that make S3-compatible stores work out of the box; aws_config overrides them.
+BOTOCORE_DEFAULTS = {'request_checksum_calculation': 'when_required',
+                     'response_checksum_validation': 'when_required',
+                     'retries': {'mode': 'standard', 'max_attempts': 5}}
+
+
+def argument_spec():
+    return dict(
+        src=dict(type='path'),
+        name=dict(type='str', required=True),
+        tags=dict(type='list', elements='raw'),
+        bucket=dict(type='str', required=True),
+        prefix=dict(type='str', default=''),
+        site_layout=dict(type='str', choices=list(_plan.MODES), default='cas_bucket'),
+        base_url=dict(type='str'),
+        cas_template=dict(type='str'),
+        index_template=dict(type='str'),
+        state=dict(type='str', choices=['present', 'absent'], default='present'),
+        force=dict(type='bool', default=False),
+        prune=dict(type='bool', default=False),
+        prune_min_age=dict(type='int', default=86400),
+        well_known=dict(type='bool', default=False),
+        well_known_ref_engines=dict(type='list', elements='dict'),
+        well_known_cas_engines=dict(type='list', elements='dict'),
+        well_known_exclusive=dict(type='bool', default=False),
+        acl=dict(type='str', choices=CANNED_ACLS),
+        blob_cache_control=dict(type='str', default=BLOB_CACHE_CONTROL),
+        document_cache_control=dict(type='str', default=DOCUMENT_CACHE_CONTROL),
+        max_concurrency=dict(type='int', default=8),
+        multipart_chunksize=dict(type='int', default=8 * 1024 * 1024),
+        conditional_writes=dict(type='str', choices=['auto', 'always', 'never'], default='auto'),
+    )
+
+
+def run(module, client):
+    """Options -> the core; returns (result, diff)."""
+    p = module.params
+    mapping = _plan.Mapping(p['site_layout'], p['name'], p['base_url'], p['cas_template'], p['index_template'])
+    mapping.check_templates()
+    layout = Layout(p['src']) if p['src'] else None
+    pairs = _plan.tag_pairs(p['tags'], layout.tags() if layout else None)
+    ref_engines = None
+    if p['well_known']:
+        ref_engines = _plan.managed_ref_engines(p['site_layout'], p['base_url'], p['well_known_ref_engines'],
+                                                p['well_known_cas_engines'])
+    store = S3Store(client, p['bucket'], p['prefix'], acl=p['acl'], blob_cache_control=p['blob_cache_control'],
+                    document_cache_control=p['document_cache_control'], max_concurrency=p['max_concurrency'],
+                    multipart_threshold=p['multipart_chunksize'], multipart_chunksize=p['multipart_chunksize'],
+                    conditional_writes=p['conditional_writes'])
+    result, differences = publish(store, mapping, layout, pairs, p['state'], p['force'], module.check_mode,
+                                  ref_engines, p['well_known_exclusive'], prune=p['prune'],
+                                  prune_min_age=p['prune_min_age'])
+    for warning in store.warnings:
+        module.warn(warning)
+    return result, differences
+
+
+def main():
+    module = AnsibleAWSModule(argument_spec=argument_spec(), required_if=[('state', 'present', ['src'])],
+                              supports_check_mode=True)
+    from botocore.config import Config
+    client = module.client('s3', config=Config(**BOTOCORE_DEFAULTS))
+    try:
+        result, differences = run(module, client)
+    except (ValueError, OSError) as e:  # the core's errors name the file, object, tag or digest
+        module.fail_json(msg=str(e))
+    if module._diff:
+        result['diff'] = differences
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
