@@ -152,7 +152,7 @@ def run_child(argv):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--size-mib', type=int, default=1024, help='layer size in MiB (default 1024)')
     parser.add_argument('--runs', type=int, default=2, help='runs of each child; the best time is kept')
     parser.add_argument('--dir', default=None, help='where to create the temporary layout')

@@ -47,7 +47,7 @@ from discovery_site import TEST_NAMES, Site  # noqa: E402
 from rig.ansible import run_playbook  # noqa: E402
 from ansible_collections.oci.discovery.plugins.module_utils._templates import resolve  # noqa: E402
 
-EXAMPLES = "/work/shared/spec/examples"
+from rig.spec import EXAMPLES  # noqa: E402
 if not os.path.isdir(EXAMPLES):
     EXAMPLES = os.path.join(HERE, "examples")
 WK = "/.well-known/oci-host-ref-engines"

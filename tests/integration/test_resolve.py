@@ -15,7 +15,7 @@ import pytest
 from discovery_hosts import NamedSites
 from fixtures_layouts import layouts  # noqa: F401  pylint: disable=unused-import
 
-EXAMPLES = "/work/shared/spec/examples"
+from rig.spec import EXAMPLES
 if not os.path.isdir(EXAMPLES):
     EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conformance", "examples")
 REF_NAME = "org.opencontainers.image.ref.name"

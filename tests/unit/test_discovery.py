@@ -15,7 +15,7 @@ from ansible_collections.oci.discovery.plugins.module_utils._urls import UrlFetc
 
 from discovery_site import IDX, MANIFEST, REF, Reply, doc_reply, redirect, write_json
 
-EXAMPLES = "/work/shared/spec/examples"
+from rig.spec import EXAMPLES
 if not os.path.isdir(EXAMPLES):  # CI checkout: the examples are vendored next to the tests
     EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conformance", "examples")
 WK = "/.well-known/oci-host-ref-engines"

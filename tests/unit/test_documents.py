@@ -12,7 +12,7 @@ from ansible_collections.oci.discovery.plugins.module_utils._documents import (
     merge_ref_engines, new_index, validate_descriptor, validate_index, validate_manifest,
     validate_ref_engines)
 
-EXAMPLES = '/work/shared/spec/examples'
+from rig.spec import EXAMPLES
 D1 = 'sha256:' + '1' * 64
 D2 = 'sha256:' + '2' * 64
 D3 = 'sha256:' + '3' * 64
