@@ -63,8 +63,13 @@ def site_config(root):
     ])
 
 
+# An opener of our own: urllib's global one keeps whatever proxy the environment had when it
+# was first used (other tests set one), and loopback servers must be reached directly.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def fetch(url):
-    with urllib.request.urlopen(url, timeout=20) as resp:
+    with _OPENER.open(url, timeout=20) as resp:
         return resp.status, resp.headers, resp.read()
 
 
