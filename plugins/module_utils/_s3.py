@@ -178,9 +178,17 @@ class _VerifyingReader:
         remaining = self._size - self._verifier.count
         if amount is None or amount < 0 or amount > remaining:
             amount = remaining
-        data = self._file.read(amount) if amount else b''
+        chunks, got, eof = [], 0, False
+        while got < amount:
+            chunk = self._file.read(amount - got)
+            if not chunk:
+                eof = True
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        data = b''.join(chunks) if len(chunks) != 1 else chunks[0]
         self._verifier.update(data)
-        if not data or self._verifier.count == self._size:
+        if eof or not amount or self._verifier.count == self._size:
             # At the declared end (or EOF): the file must end here too.
             if self._verifier.count == self._size and self._file.read(1):
                 self._verifier.update(b'\0' * (self._size + 1))  # raises "got more"

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import ssl
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -182,3 +183,219 @@ def test_publish_serves_exact_headers_and_rerun_sends_nothing(rgw, bucket, layou
     assert log.count("HEAD", "/oci-cas/") == 0, log.requests
     assert log.list_pages(bucket) == 1, log.requests
     assert second["requests"]["list_pages"] == 1
+
+
+def copy_with_headers(rgw, bucket, key, content_type=None, cache_control=None):
+    """Change an object's headers behind the module's back, as `aws s3 cp --metadata-directive REPLACE` does."""
+    client = rgw.client()
+    head = client.head_object(Bucket=bucket, Key=key)
+    client.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key},
+                       MetadataDirective="REPLACE", ACL="public-read",
+                       ContentType=content_type or head["ContentType"],
+                       CacheControl=cache_control or head.get("CacheControl", ""))
+
+
+def test_drifted_headers_are_fixed_in_place_and_reported(rgw, bucket, layouts, run_playbook):
+    args = task_args(rgw, bucket, src=layouts.family, acl="public-read")
+    assert publish(run_playbook, args)["changed"] is True
+    media_types = blob_media_types(layouts.family)
+    blob = sorted(k for k, s in all_objects(rgw, bucket) if k.startswith("oci-cas/"))[0]
+    size_before = dict(all_objects(rgw, bucket))[blob]
+    copy_with_headers(rgw, bucket, blob, content_type="binary/octet-stream")
+    copy_with_headers(rgw, bucket, "oci-index/team/app", cache_control="max-age=86400")
+    assert anonymous_get(rgw, bucket, blob)[1]["Content-Type"] == "binary/octet-stream"
+
+    check = publish(run_playbook, args, check=True, diff=True)
+    assert check["changed"] is True and check["objects_fixed"] == 2, check
+    assert anonymous_get(rgw, bucket, blob)[1]["Content-Type"] == "binary/octet-stream", "check mode wrote"
+
+    log = RequestLog(rgw).start()
+    fixed = publish(run_playbook, args)
+    log.stop()
+    assert fixed["changed"] is True, fixed
+    assert sorted(fixed["fixed_keys"]) == sorted([blob, "oci-index/team/app"])
+    assert fixed["blobs_sent"] == 0 and fixed["requests"]["upload"] == 0 and fixed["requests"]["copy"] == 1
+    # one HEAD: the blob rewritten behind the module's back; none for the others (the ledger vouches)
+    assert log.count("HEAD", "/oci-cas/") == 1, log.requests
+    for key in (blob, "oci-index/team/app"):
+        status, headers, body = anonymous_get(rgw, bucket, key)
+        assert (headers["Content-Type"], headers["Cache-Control"]) == expected_headers(media_types, key)
+    assert dict(all_objects(rgw, bucket))[blob] == size_before
+
+    log = RequestLog(rgw).start()
+    again = publish(run_playbook, args)
+    log.stop()
+    assert again["changed"] is False and again["objects_fixed"] == 0, again
+    assert log.count("PUT") == 0 and log.count("HEAD", "/oci-cas/") == 0, log.requests
+
+
+def test_check_mode_writes_nothing_and_diff_shows_what_would_change(rgw, bucket, layouts, run_playbook):
+    args = task_args(rgw, bucket, src=layouts.family, tags=["1.0", {"src": "1.0", "dest": "stable"}],
+                     well_known=True)
+    log = RequestLog(rgw).start()
+    result = publish(run_playbook, args, check=True, diff=True)
+    log.stop()
+    assert not result.get("failed"), result
+    assert result["changed"] is True
+    assert sorted(result["tags_added"]) == ["1.0", "stable"]
+    assert result["blobs_sent"] > 0 and result["bytes_sent"] > 0
+    assert result["well_known_changed"] is True
+    assert all_objects(rgw, bucket) == []
+    assert log.count("PUT") == 0 and log.count("POST") == 0, log.requests
+    text = json.dumps(result["diff"])
+    assert "1.0 sha256:" in text and "stable sha256:" in text and "to send" in text
+    assert "oci-index-template-v1" in text
+
+
+def broken_kinds():
+    from rig.layouts import BROKEN_KINDS
+    return sorted(BROKEN_KINDS)
+
+
+def test_bad_input_fails_clearly_and_writes_nothing(rgw, bucket, layouts, broken_layout, run_playbook):
+    # Every broken-layout kind, in one playbook (a loop), into an empty bucket.
+    cases = [dict(broken_layout(kind), kind=kind) for kind in broken_kinds()]
+    args = task_args(rgw, bucket, src="{{ item.path }}", well_known=True)
+    play = [{"hosts": "localhost", "gather_facts": False, "tasks": [
+        {"name": "publish", MODULE: args, "loop": cases, "loop_control": {"label": "{{ item.kind }}"},
+         "ignore_errors": True}]}]
+    result = run_playbook(play)
+    items = result.result("publish")["results"]
+    assert len(items) == len(cases)
+    for case, item in zip(cases, items):
+        assert item.get("failed"), (case["kind"], item)
+        assert case["expect"] in item["msg"], (case["kind"], case["expect"], item["msg"])
+        assert "Traceback" not in item["msg"]
+    assert all_objects(rgw, bucket) == []
+
+    # Wrong credentials, a missing bucket.
+    wrong = publish(run_playbook, task_args(rgw, bucket, src=layouts.family, secret_key="not-the-secret"))
+    assert wrong.get("failed") and "s3://%s" % bucket in wrong["msg"] and "403" in wrong["msg"], wrong
+    assert "secret_key" in wrong["msg"]
+    missing = publish(run_playbook, task_args(rgw, bucket + "-missing", src=layouts.family))
+    assert missing.get("failed") and "does not exist" in missing["msg"] and bucket + "-missing" in missing["msg"]
+    assert all_objects(rgw, bucket) == []
+
+    # An existing index that is not JSON: named, refused, nothing else written.
+    rgw.client().put_object(Bucket=bucket, Key="oci-index/team/app", Body=b"<html>not an index</html>")
+    bad = publish(run_playbook, task_args(rgw, bucket, src=layouts.family, well_known=True))
+    assert bad.get("failed"), bad
+    assert "s3://%s/oci-index/team/app" % bucket in bad["msg"] and "JSON" in bad["msg"], bad["msg"]
+    assert [k for k, s in all_objects(rgw, bucket)] == ["oci-index/team/app"]
+    # ... and force replaces it.
+    forced = publish(run_playbook, task_args(rgw, bucket, src=layouts.family, force=True))
+    assert forced["changed"] is True and forced["replaced_invalid_index"], forced
+
+
+def test_two_publishers_of_one_family_at_once_keep_both_tags(rgw, bucket, layouts, run_playbook):
+    results = {}
+
+    def run(tags):
+        results[tuple(tags)] = publish(run_playbook, task_args(rgw, bucket, src=layouts.family, tags=tags))
+    threads = [threading.Thread(target=run, args=(tags,)) for tags in (["1.0", "1.1"], ["2.0"])]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for tags, result in results.items():
+        assert not result.get("failed"), result
+        assert sorted(result["tags_added"]) == sorted(tags)
+    index = json.loads(rgw.client().get_object(Bucket=bucket, Key="oci-index/team/app")["Body"].read())
+    assert sorted(e["annotations"]["org.opencontainers.image.ref.name"] for e in index["manifests"]) == \
+        ["1.0", "1.1", "2.0"]
+
+
+def test_a_conflicting_index_write_is_merged_not_lost(rgw, bucket, layouts):
+    """Deterministic interleaving: A reads the index, B publishes, A's conditional PUT gets 412 and merges."""
+    from ansible_collections.oci.discovery.plugins.module_utils import _plan
+    from ansible_collections.oci.discovery.plugins.module_utils._layout import Layout
+    from ansible_collections.oci.discovery.plugins.module_utils._s3 import S3Store, publish as s3_publish
+    layout = Layout(layouts.family)
+    mapping = _plan.Mapping("cas_bucket", NAME)
+    s3_publish(S3Store(rgw.client(), bucket), mapping, layout, [("1.0", "1.0")])
+
+    a = S3Store(rgw.client(), bucket)
+    a.read(mapping.index_key, _plan.MAX_INDEX_BYTES)          # A plans against the index with 1.0
+    s3_publish(S3Store(rgw.client(), bucket), mapping, layout, [("2.0", "2.0")])   # B commits 2.0
+    pub = _plan.publication(layout, mapping, [("1.1", "1.1")])
+    ops = _plan.index_ops("present", pub["entries"])
+    log = RequestLog(rgw).start()
+    before, after = a.update_document(
+        mapping.index_key, lambda raw: _plan.update_index(raw, ops, a.describe(mapping.index_key))[0],
+        _plan.MT_INDEX if hasattr(_plan, "MT_INDEX") else "application/vnd.oci.image.index.v1+json",
+        _plan.MAX_INDEX_BYTES)
+    log.stop()
+    assert [r["status"] for r in log.requests if r["method"] == "PUT"] == [412, 200], log.requests
+    index = json.loads(after)
+    assert [e["annotations"]["org.opencontainers.image.ref.name"] for e in index["manifests"]] == ["1.0", "2.0", "1.1"]
+    assert json.loads(rgw.client().get_object(Bucket=bucket, Key=mapping.index_key)["Body"].read()) == index
+
+
+def test_big_layout_multipart_and_one_list_page_per_thousand_objects(rgw, bucket, layouts, run_playbook):
+    info = layouts.info["big"]
+    # Other families' blobs already in the CAS prefix: 2,300 objects, so the listing has 3 pages.
+    client = rgw.client()
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda i: client.put_object(Bucket=bucket, Key="oci-cas/sha256/00/00%062x" % i, Body=b"x"),
+                      range(2300)))
+    args = task_args(rgw, bucket, src=layouts.big, multipart_chunksize=5 * 1024 * 1024, max_concurrency=4)
+    first = publish(run_playbook, args)
+    assert not first.get("failed"), first
+    assert first["blobs_sent"] == info["blobs"] and first["bytes_sent"] == info["bytes"]
+    objects = dict(all_objects(rgw, bucket))
+    # The ~30 MiB layer went up in parts (a multipart ETag ends in -N) and reads back intact.
+    huge = max((size, key) for key, size in objects.items())[1]
+    head = client.head_object(Bucket=bucket, Key=huge)
+    assert head["ETag"].strip('"').endswith("-%d" % -(-head["ContentLength"] // (5 * 1024 * 1024)))
+    digest = hashlib.sha256()
+    body = client.get_object(Bucket=bucket, Key=huge)["Body"]
+    for chunk in iter(lambda: body.read(1024 * 1024), b""):
+        digest.update(chunk)
+    assert digest.hexdigest() == huge.rsplit("/", 1)[1]
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+    total = len([k for k in objects if k.startswith("oci-cas/")])
+    assert total == 2300 + info["blobs"]
+    log = RequestLog(rgw).start()
+    second = publish(run_playbook, args)
+    log.stop()
+    assert second["changed"] is False, second
+    assert log.count("PUT") == 0 and log.count("HEAD", "/oci-cas/") == 0, log.requests
+    assert log.list_pages(bucket) == -(-total // 1000) == 3, log.requests
+
+
+def test_uploads_are_verified_on_the_way_and_nothing_unverified_becomes_visible(rgw, bucket, tmp_path):
+    """The layout changed between validation and upload: single PUT and multipart both refuse it."""
+    from ansible_collections.oci.discovery.plugins.module_utils._digests import VerificationError
+    from ansible_collections.oci.discovery.plugins.module_utils._s3 import S3Store
+    store = S3Store(rgw.client(), bucket, multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024)
+    good = os.urandom(1024)
+    big = os.urandom(12 * 1024 * 1024)
+    cases = [
+        ("small, other content", good, b"x" * 1024),
+        ("small, longer", good, good + b"!"),
+        ("small, shorter", good, good[:-1]),
+        ("multipart, last part changed", big, big[:-1] + (b"\0" if big[-1:] != b"\0" else b"\1")),
+        ("multipart, longer", big, big + b"tail"),
+        ("multipart, shorter", big, big[:-100]),
+    ]
+    for what, declared, actual in cases:
+        path = tmp_path / "blob"
+        path.write_bytes(actual)
+        digest = "sha256:" + hashlib.sha256(declared).hexdigest()
+        blob = {"key": "oci-cas/sha256/%s/%s" % (digest[7:9], digest[7:]), "digest": digest, "size": len(declared),
+                "mediaType": "application/octet-stream"}
+        with pytest.raises(VerificationError) as caught:
+            store.put_blobs([blob], lambda b: open(str(path), "rb"))
+        assert digest in str(caught.value), what
+        assert all_objects(rgw, bucket) == [], what
+        assert rgw.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == [], what
+    # And the right content goes up, with its media type.
+    path.write_bytes(big)
+    digest = "sha256:" + hashlib.sha256(big).hexdigest()
+    blob = {"key": "oci-cas/sha256/%s/%s" % (digest[7:9], digest[7:]), "digest": digest, "size": len(big),
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip"}
+    assert store.put_blobs([blob], lambda b: open(str(path), "rb")) == len(big)
+    head = rgw.client().head_object(Bucket=bucket, Key=blob["key"])
+    assert head["ContentType"] == "application/vnd.oci.image.layer.v1.tar+gzip" and head["ContentLength"] == len(big)
