@@ -892,11 +892,15 @@ def publish(store, mapping, layout=None, pairs=(), state='present', force=False,
     probe, the plan, and ``execute`` (the check that every referenced blob is
     there, then the index merged by replaying the operations). This adds what
     S3 needs: the missing blobs are uploaded in parallel before ``execute``
-    runs (so ``execute`` gets an empty send list), existing objects whose
-    headers drifted are fixed by a copy onto themselves, and the well-known
-    document (``ref_engines``: the managed ref-engines object, or None to
-    leave it alone) is merged last with the same read-modify-write as the
-    index. Bad input and unreadable documents fail before the first write.
+    runs (so ``execute`` gets an empty send list), and existing objects whose
+    headers drifted are fixed by a copy onto themselves.
+
+    ``ref_engines`` is the managed ref-engines object to merge into the
+    well-known document, last (the code path ``oci.discovery.ref_engines``
+    uses for web roots: ``_plan.update_ref_engines`` through the store's
+    ``update_document``), or None to leave it alone. With ``mapping`` None
+    only the well-known document is published. Bad input and unreadable
+    documents fail before the first write.
     """
     from ansible_collections.oci.discovery.plugins.module_utils._documents import (
         MT_INDEX, MT_LAYOUT_HEADER, MT_REF_ENGINES)
@@ -905,20 +909,23 @@ def publish(store, mapping, layout=None, pairs=(), state='present', force=False,
         publication, summary, update_ref_engines)
 
     store.check_bucket()
-    pub = None
-    if state == 'present':
-        pub = publication(layout, mapping, pairs)
-        ops = index_ops('present', pub['entries'])
-    else:
-        ops = index_ops('absent', tags=[dest for dummy, dest in pairs])
-    blobs = pub['blobs'] if pub else []
-    plan = make_plan(mapping, ops, pub, probe(store, probe_request(mapping, ops, blobs, prune=prune, force=force)),
-                     store.describe, force, prune)
-    sending = set(b['key'] for b in plan['send'])
-    drifted = store.check_metadata([b for b in blobs if b['key'] not in sending])
-    documents = [(mapping.index_key, MT_INDEX)]
-    if mapping.header_key:
-        documents.append((mapping.header_key, MT_LAYOUT_HEADER))
+    # -- plan (read-only) --
+    plan, blobs, drifted, documents = None, [], [], []
+    if mapping is not None:
+        pub = None
+        if state == 'present':
+            pub = publication(layout, mapping, pairs)
+            ops = index_ops('present', pub['entries'])
+        else:
+            ops = index_ops('absent', tags=[dest for dummy, dest in pairs])
+        blobs = pub['blobs'] if pub else []
+        plan = make_plan(mapping, ops, pub, probe(store, probe_request(mapping, ops, blobs, prune=prune, force=force)),
+                         store.describe, force, prune)
+        sending = set(b['key'] for b in plan['send'])
+        drifted = store.check_metadata([b for b in blobs if b['key'] not in sending])
+        documents.append((mapping.index_key, MT_INDEX))
+        if mapping.header_key:
+            documents.append((mapping.header_key, MT_LAYOUT_HEADER))
     well_known = None
     if ref_engines is not None:
         what = store.describe(WELL_KNOWN_KEY)
@@ -928,18 +935,21 @@ def publish(store, mapping, layout=None, pairs=(), state='present', force=False,
         documents.append((WELL_KNOWN_KEY, MT_REF_ENGINES))
     drifted_documents = [key for key, media_type in documents if store.document_drifted(key, media_type)]
 
+    # -- commit: blobs, header fixes, (execute:) the referenced-blobs check, documents, index; then well-known --
     done = None
     if not check_mode:
-        sent_bytes = store.put_blobs(plan['send'], _open_blob(layout))
-        store.fix_metadata(drifted)
-        done = execute(store, dict(plan, send=[]), (), prune_min_age)
-        done['sent'], done['sent_bytes'] = len(plan['send']), sent_bytes
-        done['changed'] = done['changed'] or bool(plan['send'])
-        if mapping.header_key in drifted_documents and not done['documents']:
-            data = store.read(mapping.header_key, 64 * 1024)
-            if data is not None and store.document_drifted(mapping.header_key, MT_LAYOUT_HEADER):
-                store.put_document(mapping.header_key, data, MT_LAYOUT_HEADER)
-                store.fixed.append(mapping.header_key)
+        if plan is not None:
+            sent_bytes = store.put_blobs(plan['send'], _open_blob(layout))
+            store.fix_metadata(drifted)
+            done = execute(store, dict(plan, send=[]), (), prune_min_age)
+            done['sent'], done['sent_bytes'] = len(plan['send']), sent_bytes
+            done['changed'] = done['changed'] or bool(plan['send'])
+            header = mapping.header_key
+            if header in drifted_documents and not done['documents']:
+                data = store.read(header, 64 * 1024)
+                if data is not None and store.document_drifted(header, MT_LAYOUT_HEADER):
+                    store.put_document(header, data, MT_LAYOUT_HEADER)
+                    store.fixed.append(header)
         if ref_engines is not None:
             before, after = store.update_document(
                 WELL_KNOWN_KEY, lambda raw: update_ref_engines(raw, ref_engines, what, exclusive_ref_engines, force)[0],
@@ -950,19 +960,22 @@ def publish(store, mapping, layout=None, pairs=(), state='present', force=False,
     else:
         fixed = [d['key'] for d in drifted] + drifted_documents
 
-    result = summary(mapping, plan, done)
+    # -- report --
+    result = summary(mapping, plan, done) if plan is not None else {'changed': False}
     result['objects_fixed'] = len(fixed)
     result['fixed_keys'] = [store.object_key(k) for k in fixed]
     result['bucket'] = store.bucket
     result['prefix'] = store.prefix
     if well_known is not None:
         result['well_known_changed'] = well_known['changed']
+        result['well_known'] = well_known['after']
     result['changed'] = bool(result['changed'] or fixed or (well_known and well_known['changed']))
     result['requests'] = dict(store.requests)
-    differences = diff(mapping, plan, done)
+    differences = diff(mapping, plan, done) if plan is not None else []
     if fixed:
         differences.append({'prepared': '%d object(s) with wrong Content-Type/Cache-Control %s:\n%s' % (
-            len(fixed), 'fixed' if done else 'to fix', '\n'.join('  ' + store.describe(k) for k in fixed))})
+            len(fixed), 'fixed' if done or not check_mode else 'to fix',
+            '\n'.join('  ' + store.describe(k) for k in fixed))})
     if well_known is not None and well_known['changed']:
         differences.append({'before_header': store.describe(WELL_KNOWN_KEY), 'after_header': store.describe(WELL_KNOWN_KEY),
                             'before': json.dumps(well_known['before'], indent=2, sort_keys=True) + '\n'

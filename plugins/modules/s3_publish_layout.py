@@ -45,6 +45,8 @@ description:
     would escape the prefix, an existing index or well-known document that is not valid, a missing
     bucket, wrong credentials) fails with a message naming the file, object or tag, and writes
     nothing.
+  - The well-known document goes through the same code as M(oci.discovery.ref_engines) writes it
+    into a web root (merged, engines written by others kept), with O(well_known=true).
   - Run it where the layout is, usually the controller (C(delegate_to=localhost)).
 options:
   src:
@@ -59,8 +61,8 @@ options:
       - The image family the tags are published under, a host-based image name without a fragment,
         for example V(example.com/app) or V(example.com/team/app).
       - Its path must be safe as a relative key (no V(.) or V(..) segment, no V(%), no backslash).
+      - Leave it out, with O(well_known=true), to publish only the well-known document.
     type: str
-    required: true
   tags:
     description:
       - The tags (C(org.opencontainers.image.ref.name) values of the layout's C(index.json)) to publish
@@ -264,7 +266,7 @@ EXAMPLES = r'''
 RETURN = r'''
 name:
   description: The image family.
-  returned: always
+  returned: when O(name) is given
   type: str
   sample: example.com/app
 bucket:
@@ -279,61 +281,61 @@ prefix:
   sample: sites/example.com/
 index:
   description: The key of the family index, relative to O(prefix).
-  returned: always
+  returned: when O(name) is given
   type: str
   sample: oci-index/app
 index_url:
   description: The public URL of the family index.
-  returned: always
+  returned: when O(name) is given
   type: str
   sample: https://example.com/oci-index/app
 cas_template:
   description: The CAS template written into the index entries.
-  returned: always
+  returned: when O(name) is given
   type: str
   sample: https://example.com/oci-cas/{algorithm}/{encoded:2}/{encoded}
 tags_added:
   description: Tags that were not in the index before (would be added, in check mode).
-  returned: always
+  returned: when O(name) is given
   type: list
   elements: str
   sample: ["1.0"]
 tags_updated:
   description: Tags whose entries changed.
-  returned: always
+  returned: when O(name) is given
   type: list
   elements: str
   sample: []
 tags_removed:
   description: Tags removed from the index (O(state=absent)).
-  returned: always
+  returned: when O(name) is given
   type: list
   elements: str
   sample: []
 tags_unchanged:
   description: Tags already as requested.
-  returned: always
+  returned: when O(name) is given
   type: list
   elements: str
   sample: []
 digests:
   description: For each published tag, the digests of its index entries.
-  returned: always
+  returned: when O(name) is given
   type: dict
   sample: {"1.0": ["sha256:e9770a03fbdccdd4632895151a93f9af58bbe2c91fdfaaf73160648d250e6ec3"]}
 blobs_sent:
   description: Blobs uploaded (that would be uploaded, in check mode).
-  returned: always
+  returned: when O(name) is given
   type: int
   sample: 3
 bytes_sent:
   description: Size of the blobs uploaded (that would be uploaded, in check mode).
-  returned: always
+  returned: when O(name) is given
   type: int
   sample: 122486
 blobs_present:
   description: Blobs of the published tags that the bucket already had.
-  returned: always
+  returned: when O(name) is given
   type: int
   sample: 0
 objects_fixed:
@@ -352,6 +354,11 @@ well_known_changed:
   returned: when O(well_known=true)
   type: bool
   sample: true
+well_known:
+  description: The well-known document as published (as it would be, in check mode).
+  returned: when O(well_known=true)
+  type: dict
+  sample: {"refEngines": [{"protocol": "oci-index-template-v1", "uri": "https://{host}/oci-index/{path}"}]}
 blobs_pruned:
   description: Unreferenced blobs deleted (that would be deleted, in check mode).
   returned: when O(prune=true)
@@ -395,7 +402,7 @@ BOTOCORE_DEFAULTS = {'request_checksum_calculation': 'when_required',
 def argument_spec():
     return dict(
         src=dict(type='path'),
-        name=dict(type='str', required=True),
+        name=dict(type='str'),
         tags=dict(type='list', elements='raw'),
         bucket=dict(type='str', required=True),
         prefix=dict(type='str', default=''),
@@ -423,10 +430,13 @@ def argument_spec():
 def run(module, client):
     """Options -> the core; returns (result, diff)."""
     p = module.params
-    mapping = _plan.Mapping(p['site_layout'], p['name'], p['base_url'], p['cas_template'], p['index_template'])
-    mapping.check_templates()
-    layout = Layout(p['src']) if p['src'] else None
-    pairs = _plan.tag_pairs(p['tags'], layout.tags() if layout else None)
+    mapping = layout = None
+    pairs = ()
+    if p['name'] is not None:
+        mapping = _plan.Mapping(p['site_layout'], p['name'], p['base_url'], p['cas_template'], p['index_template'])
+        mapping.check_templates()
+        layout = Layout(p['src']) if p['src'] else None
+        pairs = _plan.tag_pairs(p['tags'], layout.tags() if layout else None)
     ref_engines = None
     if p['well_known']:
         ref_engines = _plan.managed_ref_engines(p['site_layout'], p['base_url'], p['well_known_ref_engines'],
@@ -444,8 +454,12 @@ def run(module, client):
 
 
 def main():
-    module = AnsibleAWSModule(argument_spec=argument_spec(), required_if=[('state', 'present', ['src'])],
-                              supports_check_mode=True)
+    module = AnsibleAWSModule(argument_spec=argument_spec(), supports_check_mode=True)
+    if module.params['name'] is None and not module.params['well_known']:
+        module.fail_json(msg='give name (and src) to publish images, or well_known=true to publish only the '
+                             'well-known document')
+    if module.params['name'] is not None and module.params['state'] == 'present' and not module.params['src']:
+        module.fail_json(msg='state is present but src (the OCI image layout to publish) is missing')
     from botocore.config import Config
     client = module.client('s3', config=Config(**BOTOCORE_DEFAULTS))
     try:

@@ -399,3 +399,43 @@ def test_uploads_are_verified_on_the_way_and_nothing_unverified_becomes_visible(
     assert store.put_blobs([blob], lambda b: open(str(path), "rb")) == len(big)
     head = rgw.client().head_object(Bucket=bucket, Key=blob["key"])
     assert head["ContentType"] == "application/vnd.oci.image.layer.v1.tar+gzip" and head["ContentLength"] == len(big)
+
+
+def test_sync_s3_playbook_creates_the_bucket_policy_website_and_publishes(rgw, layouts, run_playbook):
+    bucket = "t-%s" % uuid.uuid4().hex[:12]
+    site = {
+        "s3_publisher_bucket": bucket, "s3_publisher_create_bucket": True, "s3_publisher_ceph": True,
+        "s3_publisher_website": True, "s3_publisher_prefix": "sites/example.test",
+        "s3_publisher_endpoint_url": rgw.tls_endpoint, "s3_publisher_aws_ca_bundle": rgw.ca_path,
+        "s3_publisher_region": rgw.region, "s3_publisher_access_key": rgw.access_key,
+        "s3_publisher_secret_key": rgw.secret_key,
+        "s3_publisher_images": [{"name": NAME, "src": layouts.family},
+                                {"name": "example.test/multi", "src": layouts.multiplatform, "tags": ["1.0"]}],
+    }
+    play = [{"ansible.builtin.import_playbook": "oci.discovery.sync_s3"}]
+    first = run_playbook(play, extra_vars=site)
+    assert not first.failed, str(first)
+    assert rgw.client().get_bucket_website(Bucket=bucket)["IndexDocument"] == {"Suffix": "index.html"}
+    policy = json.loads(rgw.client().get_bucket_policy(Bucket=bucket)["Policy"])
+    assert policy["Statement"][0]["Resource"][0] == \
+        "arn:aws:s3:::%s/sites/example.test/.well-known/oci-host-ref-engines" % bucket
+
+    # No ACLs were sent: the policy alone makes exactly the published objects readable.
+    media_types = blob_media_types(layouts.family)
+    media_types.update(blob_media_types(layouts.multiplatform))
+    keys = [k for k, s in all_objects(rgw, bucket)]
+    assert "sites/example.test/%s" % LEDGER in keys
+    for key in keys:
+        status, headers, body = anonymous_get(rgw, bucket, key, tls=True)
+        if key.endswith(LEDGER):
+            assert status == 403
+            continue
+        assert status == 200, key
+        assert (headers["Content-Type"], headers["Cache-Control"]) == \
+            expected_headers(media_types, key[len("sites/example.test/"):]), key
+    well_known = json.loads(anonymous_get(rgw, bucket, "sites/example.test/.well-known/oci-host-ref-engines")[2])
+    assert well_known == {"refEngines": [{"protocol": "oci-index-template-v1",
+                                          "uri": "https://{host}/oci-index/{path}"}]}
+
+    second = run_playbook(play, extra_vars=site)
+    assert not second.failed and second.changed_count == 0, str(second)
