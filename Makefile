@@ -5,10 +5,17 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.tmp/collections
 export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := true
 
-.PHONY: setup test sanity units integration docs-lint build bench clean
+.PHONY: setup demo demo-stop test sanity units integration build bench clean
 
 setup:
 	scripts/bootstrap
+
+## The main job on a local default: provision a local publisher, publish the examples, resolve them.
+demo: setup
+	scripts/demo
+
+demo-stop:
+	scripts/demo-stop
 
 ## The whole test suite: sanity, unit and integration tests (CI runs exactly this).
 test: setup
@@ -29,5 +36,5 @@ build: setup
 bench: setup
 	$(VENV)/bin/python -m benchmarks
 
-clean:
+clean: demo-stop
 	rm -rf .tmp tests/output

@@ -136,7 +136,12 @@ class LookupModule(LookupBase):
         return client
 
     def run(self, terms, variables=None, **kwargs):
-        self.set_options(var_options=variables, direct=kwargs)
+        # Options may come from ansible_oci_discovery_* variables, which can themselves be
+        # templates ("{{ port }}"): render the ones this plugin reads before using them.
+        var_options = dict(
+            (key, self._templar.template(value)) for key, value in (variables or {}).items()
+            if key.startswith('ansible_oci_discovery_'))
+        self.set_options(var_options=var_options, direct=kwargs)
         if not HAS_URITEMPLATE:
             raise AnsibleLookupError("oci.discovery.resolve needs the Python package 'uritemplate' on the controller")
         output = self.get_option('output')
