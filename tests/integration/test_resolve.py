@@ -166,11 +166,14 @@ def test_lookup_discovery_scenarios(sites, ca):
         fact("mp_missing", "{{ lookup('oci.discovery.resolve', 'mp.example.test/app#1.0', platform='linux/s390x') }}",
              ignore_errors=True),
         fact("port_option", "{{ %s }}" % (q % "'example.test/app#2.0', port=%d" % sites.tls_port)),
+        # options from ansible_oci_discovery_* variables that are templates themselves
+        fact("port_variable", "{{ %s }}" % (q % "'example.test/app#2.0'"),
+             vars={"ansible_oci_discovery_port": "{{ tls_port }}"}),
         fact("http_refused", "{{ lookup('oci.discovery.resolve', 'example.test/app#1.0', port=%d) }}" % sites.port,
              ignore_errors=True),
         fact("http_allowed", "{{ %s }}" % (q % "'example.test/app#1.0', protocols=['http'], port=%d" % sites.port)),
     ]
-    result = sites.run_playbook(lookup_play(tasks, ansible_oci_discovery_ca_path=ca.cert_path))
+    result = sites.run_playbook(lookup_play(tasks, ansible_oci_discovery_ca_path=ca.cert_path, tls_port=sites.tls_port))
     assert result.json is not None, str(result)
 
     assert facts(result, "walk") == sha(M["app-1.0"])
@@ -209,6 +212,7 @@ def test_lookup_discovery_scenarios(sites, ca):
     assert "no manifest for platform linux/s390x (available: linux/amd64, linux/arm64/v8, linux/ppc64le)" in message
 
     assert facts(result, "port_option") == [sha(M["app-2.0"])]
+    assert facts(result, "port_variable") == [sha(M["app-2.0"])]
     message = error_of(result, "http_refused")
     assert "https://example.test:%d%s" % (sites.port, WK) in message  # https to the http port: a TLS error
     assert "http://" not in message
