@@ -352,7 +352,8 @@ def test_rejected_configuration_fails_with_nginx_message_and_keeps_serving(publi
 def test_absent_removes_one_site_and_keeps_the_other(sshd, ca, run_playbook):
     pub = Publisher(sshd, ca, run_playbook, "removal")
     try:
-        other = pub.site("127.0.0.1", name="other", tls_self_signed=True)
+        # https only (no plain-http listener), self-signed: what `make demo` provisions.
+        other = pub.site("127.0.0.1", name="other", tls_self_signed=True, listen_http=[])
         del other["tls_certificate"], other["tls_certificate_key"]
         sites = [pub.site("localhost"), other]
         first = pub.run(sites)
