@@ -290,8 +290,10 @@ class S3Store(Store):
             return exc
         where = what or (self.describe(key) if key is not None else 's3://%s/%s' % (self.bucket, self.prefix))
         code, status, message = error_details(exc)
-        if _is_client_error(exc):
-            detail = '%s%s: %s' % (code or 'error', ' (HTTP %s)' % status if status else '', message)
+        if _is_client_error(exc) and (not code or code == str(status)):
+            detail = 'HTTP %s %s' % (status, message)   # a HEAD: no body, so no error code
+        elif _is_client_error(exc):
+            detail = '%s%s: %s' % (code, ' (HTTP %s)' % status if status else '', message)
         else:
             detail = message
         return S3Error('%s: %s failed: %s%s' % (where, operation, detail, _explain(code, status)),
@@ -478,13 +480,13 @@ class S3Store(Store):
                 content_type, cache_control = self.blob_headers(blob.get('mediaType'))
                 size = blob['size']
 
-                def done(future, reader=reader, key=key, what=what):
+                def done(future, reader=reader, key=key, digest=blob['digest']):
                     reader.close()
                     state.slots.release()
                     try:
                         future.result()
                     except Exception as e:  # noqa: BLE001 (reported below, once)
-                        state.fail(_upload_error(self, e, key, what))
+                        state.fail(_upload_error(self, e, key, 'blob %s' % digest))
 
                 future = manager.upload(
                     reader, self.bucket, self.object_key(key),
@@ -841,7 +843,7 @@ def _upload_error(store, exc, key, what):
     if _is_aws_error(exc):
         return store._error(exc, 'upload of %s' % what, key)
     if isinstance(exc, (OSError, ValueError)):
-        return StoreError('%s: upload failed: %s' % (what, exc))
+        return StoreError('%s (for %s): upload failed: %s' % (what, store.describe(key), exc))
     return exc
 
 

@@ -384,6 +384,11 @@ requests:
   sample: {"list_pages": 1, "head": 0, "get": 3, "put": 0, "upload": 0, "copy": 0, "delete": 0}
 '''
 
+try:
+    from botocore.exceptions import BotoCoreError, ClientError
+except ImportError:
+    pass  # AnsibleAWSModule reports the missing library
+
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
 from ansible_collections.oci.discovery.plugins.module_utils import _plan
@@ -466,6 +471,8 @@ def main():
         result, differences = run(module, client)
     except (ValueError, OSError) as e:  # the core's errors name the file, object, tag or digest
         module.fail_json(msg=str(e))
+    except (BotoCoreError, ClientError) as e:  # not expected: the store names what failed
+        module.fail_json_aws(e, msg='S3 request failed')
     if module._diff:
         result['diff'] = differences
     module.exit_json(**result)

@@ -439,3 +439,145 @@ def test_sync_s3_playbook_creates_the_bucket_policy_website_and_publishes(rgw, l
 
     second = run_playbook(play, extra_vars=site)
     assert not second.failed and second.changed_count == 0, str(second)
+
+
+def test_a_front_at_the_host_root_lets_the_lookup_resolve_every_tag(rgw, bucket, layouts, nginx_factory, ca,
+                                                                    run_playbook):
+    """Nginx as a CDN would be: https://localhost:PORT/ proxies to the bucket's prefix on RGW."""
+    front = nginx_factory(servers=["server {\n    listen 127.0.0.1:@TLS_PORT@ ssl;\n    server_name localhost;\n"
+                                   "    ssl_certificate @CERT@;\n    ssl_certificate_key @KEY@;\n"
+                                   "    location / {\n        proxy_pass http://127.0.0.1:%d/%s/site/;\n    }\n}"
+                                   % (rgw.port, bucket)])
+    base = "https://localhost:%d" % front.tls_port
+    images = [("localhost/team/app", layouts.family, "family"),
+              ("localhost/multi", layouts.multiplatform, "multiplatform")]
+    for name, src, dummy in images:
+        result = publish(run_playbook, task_args(rgw, bucket, src=src, name=name, prefix="site", base_url=base,
+                                                 acl="public-read", well_known=True))
+        assert not result.get("failed"), result
+    expected = {}
+    for name, dummy, info_name in images:
+        info = layouts.info[info_name]
+        for tag in info["tag_list"]:
+            expected["%s#%s" % (name, tag)] = [e["digest"] for e in info["tags"][tag]]
+    play = [{"hosts": "localhost", "gather_facts": False, "tasks": [{
+        "name": "resolve",
+        "ansible.builtin.debug": {"msg": "{{ query('oci.discovery.resolve', item, port=port, ca_path=ca) }}"},
+        "loop": sorted(expected), "vars": {"port": front.tls_port, "ca": ca.cert_path}}]}]
+    result = run_playbook(play)
+    assert not result.failed, str(result)
+    assert dict((item["item"], item["msg"]) for item in result.result("resolve")["results"]) == expected
+
+    # Every blob, fetched through the front with the CAS template of the index entries, matches its digest.
+    from ansible_collections.oci.discovery.plugins.module_utils._templates import expand
+    context = ssl.create_default_context(cafile=ca.cert_path)
+    index = json.loads(urllib.request.urlopen(base + "/oci-index/team%2Fapp", context=context).read())
+    template = index["manifests"][0]["casEngines"][0]["uri"]
+    for encoded, media_type in sorted(blob_media_types(layouts.family).items()):
+        url = expand(template, {"digest": "sha256:" + encoded, "algorithm": "sha256", "encoded": encoded})
+        with urllib.request.urlopen(url, context=context) as response:
+            assert response.headers["Content-Type"] == media_type
+            assert hashlib.sha256(response.read()).hexdigest() == encoded
+
+
+class IndexReader(threading.Thread):
+    """Polls every family index and checks that each entry's blobs (through nested indexes) all exist."""
+
+    def __init__(self, client, bucket):
+        super(IndexReader, self).__init__(daemon=True)
+        self.client, self.bucket = client, bucket
+        self.stopping = threading.Event()
+        self.violations, self.checks, self.errors = [], 0, 0
+
+    def _get(self, key):
+        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    def _keys(self, prefix):
+        keys = set()
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            keys.update(o["Key"] for o in page.get("Contents", []))
+        return keys
+
+    def check_once(self):
+        # Indexes first, blobs after: a blob that existed when an index was read still exists later.
+        indexes = dict((key, json.loads(self._get(key))) for key in sorted(self._keys("oci-index/")))
+        present = self._keys("oci-cas/")
+        for index_key, index in indexes.items():
+            stack = list(index["manifests"])
+            while stack:
+                desc = stack.pop()
+                encoded = desc["digest"].split(":", 1)[1]
+                key = "oci-cas/sha256/%s/%s" % (encoded[:2], encoded)
+                if key not in present:
+                    self.violations.append((index_key, desc["digest"]))
+                    continue
+                if desc["mediaType"].endswith("index.v1+json"):
+                    stack.extend(json.loads(self._get(key))["manifests"])
+                elif desc["mediaType"].endswith("manifest.v1+json"):
+                    manifest = json.loads(self._get(key))
+                    stack.extend([manifest["config"]] + manifest["layers"])
+        self.checks += 1
+
+    def run(self):
+        while not self.stopping.is_set():
+            try:
+                self.check_once()
+            except Exception:  # noqa: BLE001 (the gateway is down for a while: that is the point)
+                self.errors += 1
+                time.sleep(0.05)
+
+
+def test_gateway_killed_mid_publish_never_exposes_missing_blobs_and_a_rerun_completes(layouts, run_playbook):
+    """A private RGW: its gateway is SIGKILLed while blobs upload, then started again."""
+    import signal
+    from rig.ceph import RGW
+    from rig.procs import Service, port_open, service_env, wait_until
+    gateway = RGW(name="ceph-kill").start()
+    try:
+        client = gateway.client()
+        bucket = "killed"
+        client.create_bucket(Bucket=bucket)
+        args = task_args(gateway, bucket, src=layouts.family, tags=["1.0"], acl="public-read")
+        assert publish(run_playbook, args)["changed"] is True
+        before = len([k for k, s in all_objects(gateway, bucket) if k.startswith("oci-cas/")])
+        reader = IndexReader(gateway.client(), bucket)
+        reader.start()
+
+        args = task_args(gateway, bucket, src=layouts.big, max_concurrency=1, multipart_chunksize=5 * 1024 * 1024,
+                         acl="public-read")
+        outcome = {}
+        publisher = threading.Thread(target=lambda: outcome.update(first=publish(run_playbook, args)))
+        publisher.start()
+        watcher = gateway.client()
+        wait_until(lambda: len(watcher.list_objects_v2(Bucket=bucket, Prefix="oci-cas/").get("Contents", [])) > before,
+                   "the first uploaded blob", timeout=120, interval=0.02)
+        old = [s for s in gateway.services if s.name == "radosgw"][0]
+        old.stop()                                    # SIGKILL, mid-upload
+        gateway.services.remove(old)
+        publisher.join(300)
+        first = outcome["first"]
+        assert first.get("failed"), "the publish finished before the gateway was killed: %r" % first
+        assert "s3://%s" % bucket in first["msg"] and "Traceback" not in first["msg"], first["msg"]
+        print("failure while the gateway was down: %s" % first["msg"])
+
+        gateway.services.append(Service("radosgw", old.argv, old.log_path, env=service_env({"CEPH_CONF": gateway.conf}),
+                                        kill_signal=signal.SIGKILL, extra_logs=old.extra_logs))
+        wait_until(lambda: port_open(gateway.port) and watcher.list_buckets() is not None, "radosgw again",
+                   gateway.services, timeout=60)
+        index = json.loads(client.get_object(Bucket=bucket, Key="oci-index/team/app")["Body"].read())
+        assert [e["annotations"]["org.opencontainers.image.ref.name"] for e in index["manifests"]] == ["1.0"]
+
+        again = publish(run_playbook, args)
+        assert not again.get("failed") and again["changed"] is True, again
+        assert 0 < again["blobs_sent"] < layouts.info["big"]["blobs"], again   # what arrived before the kill stays
+        checks = reader.checks
+        wait_until(lambda: reader.checks > checks + 1, "the reader", timeout=60)
+        reader.stopping.set()
+        reader.join(30)
+        assert reader.violations == [], reader.violations
+        print("reader: %d complete checks, %d failed while the gateway was down" % (reader.checks, reader.errors))
+        index = json.loads(client.get_object(Bucket=bucket, Key="oci-index/team/app")["Body"].read())
+        assert sorted(e["annotations"]["org.opencontainers.image.ref.name"] for e in index["manifests"]) == \
+            sorted(["1.0"] + layouts.info["big"]["tag_list"])
+    finally:
+        gateway.stop()
