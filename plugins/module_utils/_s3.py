@@ -778,11 +778,17 @@ class S3Store(Store):
                 new[key] = [etag, size, last_modified, content_type, cache_control]
         if all(ledger.get(k) == v for k, v in new.items()):
             return False
+        # Entries of objects that a listing of this run shows are gone (pruned, deleted) are dropped.
+        gone = {}
+        for listed, listing in self._listings.items():
+            for key, entry in ledger.items():
+                if (self.prefix + key).startswith(listed) and key not in listing and key not in new:
+                    gone[key] = entry
         self._documents[LEDGER_KEY] = (self._ledger_raw, self._ledger_etag, None)
 
         def update(raw):
             current = (_parse_ledger(raw) if raw is not None else None) or {}
-            merged = dict(current)
+            merged = dict((k, v) for k, v in current.items() if gone.get(k) != v)
             merged.update(new)
             return _dump_ledger(merged) if merged != current or raw is None else None
         try:

@@ -581,3 +581,23 @@ def test_gateway_killed_mid_publish_never_exposes_missing_blobs_and_a_rerun_comp
             sorted(["1.0"] + layouts.info["big"]["tag_list"])
     finally:
         gateway.stop()
+
+
+def test_removing_a_tag_with_prune_deletes_only_unreferenced_blobs(rgw, bucket, layouts, run_playbook):
+    assert publish(run_playbook, task_args(rgw, bucket, src=layouts.family))["changed"] is True
+    other = publish(run_playbook, task_args(rgw, bucket, src=layouts.multiplatform, name="example.test/multi"))
+    assert other["changed"] is True
+    before = set(k for k, s in all_objects(rgw, bucket) if k.startswith("oci-cas/"))
+    args = task_args(rgw, bucket, tags=["2.0", "2.0-rc/1"], state="absent", prune=True, prune_min_age=0)
+    check = publish(run_playbook, args, check=True)
+    assert check["changed"] is True and check["tags_removed"] == ["2.0", "2.0-rc/1"] and check["blobs_pruned"] > 0
+    assert set(k for k, s in all_objects(rgw, bucket) if k.startswith("oci-cas/")) == before
+    result = publish(run_playbook, args)
+    assert not result.get("failed") and result["blobs_pruned"] == check["blobs_pruned"], result
+    after = set(k for k, s in all_objects(rgw, bucket) if k.startswith("oci-cas/"))
+    assert len(before - after) == result["blobs_pruned"]
+    reader = IndexReader(rgw.client(), bucket)
+    reader.check_once()          # every remaining entry of both families still has all its blobs
+    assert reader.violations == []
+    again = publish(run_playbook, args)
+    assert again["changed"] is False and again["blobs_pruned"] == 0, again
