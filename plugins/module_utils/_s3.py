@@ -136,6 +136,10 @@ def _explain(code, status):
     return ''
 
 
+class _CancelUploads(Exception):
+    """Raised inside the transfer manager's block to cancel the uploads still in flight."""
+
+
 class _Uploading:
     """The state of one ``put_blobs`` run: a window of open files, the first error."""
 
@@ -462,6 +466,8 @@ class S3Store(Store):
         state = _Uploading(self.max_concurrency * 2)
         total = 0
         with contextlib.ExitStack() as stack:
+            # Entered first, left last: swallows _CancelUploads once the manager has cancelled.
+            stack.enter_context(contextlib.suppress(_CancelUploads))
             manager = stack.enter_context(self._transfer_manager())
             futures = []
             for blob in blobs:
@@ -495,11 +501,12 @@ class S3Store(Store):
                                              on_done=done)])
                 futures.append((blob, future))
                 total += size
-            # Leaving the manager waits for every transfer; on an error, cancel what is left.
+            # Leaving the manager waits for every transfer; on an error, cancel what is left by
+            # leaving it with an exception (TransferManager.shutdown(cancel=True) passes its message
+            # as the exception type and fails with "'str' object is not callable": boto/s3transfer#143).
             while any(not f.done() for dummy, f in futures):
                 if state.error is not None:
-                    manager.shutdown(cancel=True, cancel_msg='another upload failed')
-                    break
+                    raise _CancelUploads('another upload failed')
                 time.sleep(0.01)
         if state.error is not None:
             raise state.error
