@@ -389,7 +389,7 @@ try:
 except ImportError:
     pass  # AnsibleAWSModule reports the missing library
 
-from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule, aws_argument_spec
 
 from ansible_collections.oci.discovery.plugins.module_utils import _plan
 from ansible_collections.oci.discovery.plugins.module_utils._layout import Layout
@@ -405,7 +405,11 @@ BOTOCORE_DEFAULTS = {'request_checksum_calculation': 'when_required',
 
 
 def argument_spec():
+    # amazon.aws treats the access key ID as not secret (no_log=False), so -vvv and every result's
+    # invocation would show it; here it is masked like the secret key (same aliases and fallbacks).
+    access_key = dict(aws_argument_spec()['access_key'], no_log=True)
     return dict(
+        access_key=access_key,
         src=dict(type='path'),
         name=dict(type='str'),
         tags=dict(type='list', elements='raw'),
