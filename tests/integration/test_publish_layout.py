@@ -26,6 +26,7 @@ from rig import procs
 from rig.ansible import ANSIBLE_PLAYBOOK, ansible_env, local_inventory
 from rig.layouts import BROKEN_KINDS, MISSING_TAG, REF_NAME, reachable, read_index
 from rig.nginx import server
+from rig.published import site_config
 
 MT_INDEX = 'application/vnd.oci.image.index.v1+json'
 MT_MANIFEST = 'application/vnd.oci.image.manifest.v1+json'
@@ -33,34 +34,6 @@ MT_REF_ENGINES = 'application/vnd.oci.ref-engines.v1+json'
 DOCUMENT_TYPES = (MT_INDEX, 'application/vnd.docker.distribution.manifest.list.v2+json',
                   MT_MANIFEST, 'application/vnd.docker.distribution.manifest.v2+json')
 STATE_DIR = '.oci-discovery'
-
-
-def _json_type(media_type, cache):
-    return ('types {} default_type %s; charset utf-8; charset_types *; add_header Cache-Control "%s";'
-            % (media_type, cache))
-
-
-BLOB_TYPE = 'types {} default_type application/octet-stream; ' \
-            'add_header Cache-Control "public, max-age=31536000, immutable";'
-
-
-def site_config(root):
-    """nginx server body serving a site root published by the collection (both site layouts).
-
-    Only the published paths are served (the private .oci-discovery/ is not):
-    the well-known document and indexes with their exact media types and
-    charset=utf-8, blobs as application/octet-stream with an immutable cache
-    lifetime; layouts as directories need a regex location for index.json.
-    """
-    return "\n".join([
-        "root %s;" % root,
-        "location / { return 404; }",
-        "location = /.well-known/oci-host-ref-engines { %s }" % _json_type(MT_REF_ENGINES, 'max-age=300'),
-        "location /oci-index/ { %s }" % _json_type(MT_INDEX, 'max-age=60'),
-        "location /oci-cas/ { %s }" % BLOB_TYPE,
-        "location /oci-image/ { %s location ~ /index\\.json$ { %s } }"
-        % (BLOB_TYPE, _json_type(MT_INDEX, 'max-age=60')),
-    ])
 
 
 # An opener of our own: urllib's global one keeps whatever proxy the environment had when it
