@@ -117,7 +117,25 @@ class RGW:
         return run(["ceph", "-c", self.conf, "--connect-timeout", "20"] + list(args),
                    what=what or "ceph " + " ".join(args), timeout=timeout)
 
-    def start(self, timeout=60):
+    def start(self, timeout=60, attempts=3):
+        """Start the cluster; a start that fails is torn down and tried again on fresh ports.
+
+        A loaded 2-core machine occasionally gets a monitor that refuses its first commands
+        (EPERM "problem getting command descriptions") or an OSD that exits at start-up: one
+        retry costs ~2 s, a failed session fixture costs every S3 test.
+        """
+        attempt = 1
+        while True:
+            try:
+                return self._start(timeout)
+            except RigError as exc:
+                if attempt >= attempts:
+                    raise RigError("RGW did not start in %d attempts; last failure: %s" % (attempts, exc))
+            attempt += 1
+            self.mon_port, self.port = free_port(), free_port()
+            self.tls_port = free_port() if self.cert is not None else None
+
+    def _start(self, timeout):
         t0 = time.monotonic()
         ports = [self.mon_port, self.port] + ([self.tls_port] if self.tls_port else [])
         ensure_ports_free(*ports, what="ceph")
@@ -142,6 +160,8 @@ class RGW:
             mon = self._spawn("ceph-mon", ["ceph-mon", "-c", self.conf, "-f", "-i", "a"], env)
             wait_until(lambda: port_open(self.mon_port), "ceph-mon on 127.0.0.1:%d" % self.mon_port,
                        [mon], timeout)
+            # The port answers before the monitor serves commands: wait for its quorum.
+            wait_until(lambda: self._ceph("quorum_status", timeout=20), "ceph-mon in quorum", [mon], timeout)
             # OSD.
             osd_uuid = str(uuid.uuid4())
             osd_id = self._ceph("osd", "new", osd_uuid, what="ceph osd new").strip()
