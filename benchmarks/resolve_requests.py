@@ -15,7 +15,12 @@ a private /etc/hosts in a mount namespace, see tests/integration/discovery_hosts
    lookup call, counts the requests in nginx's access log (target: at most 1 well-known +
    FAMILIES indexes) and reports the task's time per name (ansible.posix.json durations);
 2. the same with a ``loop`` over the names (one lookup per item, same worker process);
-3. the core client alone in this process, cold and warm cache, without and with ``verify``.
+3. the core client alone in this process, cold and warm cache, without and with ``verify``;
+4. with ``--reference DIR`` (a checkout of the public oci-discovery repository, whose Python
+   resolver is not on PyPI), the reference resolver on the same names and site, in one process
+   (``python -m oci_discovery.ref_engine_discovery --protocol https NAME...``): its requests and
+   its time per name (the whole process, as the command module reports it), and whether it
+   found a root for every name.
 
 Exit status 1 when the request target is missed.
 """
@@ -82,6 +87,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n', maxsplit=1)[0])
     parser.add_argument('--families', type=int, default=5)
     parser.add_argument('--tags', type=int, default=20)
+    parser.add_argument('--reference', metavar='DIR',
+                        help='a checkout of the oci-discovery repository: compare with its Python resolver')
     args = parser.parse_args()
     target = 1 + args.families
 
@@ -133,12 +140,40 @@ def main():
             print(str(child))
             return 2
         print(child.result('core')['stdout'])
+        if args.reference:
+            reference(sites, cas, names, os.path.abspath(args.reference), root)
     finally:
         for server in servers:
             server.remove()
         procs.remove_workdir(root)
         cas.remove()
     return 0 if ok else 1
+
+
+def reference(sites, cas, names, checkout, root):
+    """The reference resolver on the same names, in one process started from a play (names resolve there)."""
+    if not os.path.isdir(os.path.join(checkout, 'oci_discovery')):
+        print('  reference resolver not available (%s has no oci_discovery package)' % checkout)
+        return
+    empty_xdg = os.path.join(root, 'empty-xdg')
+    os.makedirs(empty_xdg, exist_ok=True)
+    start = len(sites.access_log())
+    result = sites.run_playbook([{'hosts': 'localhost', 'gather_facts': False, 'tasks': [
+        {'name': 'reference', 'register': 'reference', 'ansible.builtin.command': {
+            'chdir': checkout,
+            'argv': [sys.executable, '-m', 'oci_discovery.ref_engine_discovery', '--protocol', 'https'] + names},
+         'environment': {'SSL_CERT_FILE': cas.cert_path, 'XDG_CONFIG_HOME': empty_xdg, 'XDG_CONFIG_DIRS': empty_xdg}}]}])
+    if result.failed:
+        print('  reference resolver failed: %s' % result)
+        return
+    task = result.result('reference')
+    hours, minutes, seconds = task['delta'].split(':')
+    seconds = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    found = json.loads(task['stdout'])
+    resolved = sum(1 for name in names if found.get(name))
+    made = len(requests_since(sites, start))
+    print('  reference resolver (one process):  %3d HTTP requests, %.3f s, %.2f ms per name; roots found for %d of %d names'
+          % (made, seconds, 1000.0 * seconds / len(names), resolved, len(names)))
 
 
 def core_child(ca_path, names):
