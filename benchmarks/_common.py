@@ -337,38 +337,32 @@ def _cmdline(pid):
 
 
 class PeakRss(object):
-    """Poll the peak RSS (VmHWM) of every process of a tree, and of one user's processes.
+    """Poll the peak RSS (VmHWM) of every process of a tree, and of other trees.
 
-    `watch(pid)` follows the process and its descendants; `uids` adds processes of those
-    users that start while polling (an ssh "remote" host on this machine: the module runs
-    under sshd, not under ansible-playbook). VmHWM is a high-water mark, so polling every
-    20 ms misses at most a process's last moments.
+    `watch(pid)` follows the process and its descendants; `roots` adds the descendants of
+    other processes (our sshd listener: over ssh the module runs under sshd, not under
+    ansible-playbook). VmHWM is a high-water mark, so polling every 20 ms misses at most a
+    process's last moments.
     """
 
-    def __init__(self, uids=(), interval=0.02):
-        self.uids = set(str(u) for u in uids)
+    def __init__(self, roots=(), interval=0.02):
+        self.roots = list(roots)
         self.interval = interval
         self.peaks = {}        # pid -> (kib, command line)
         self._stop = threading.Event()
         self._thread = None
         self._root = None
-        self._before = set()
 
     def watch(self, pid):
         self._root = pid
-        self._before = set(int(p) for p in os.listdir('/proc') if p.isdigit())
         self._thread = threading.Thread(target=self._poll, name='peak-rss')
         self._thread.daemon = True
         self._thread.start()
 
     def _candidates(self):
         found = set(procs.descendants(self._root)) | {self._root}
-        if self.uids:
-            for name in os.listdir('/proc'):
-                if name.isdigit() and int(name) not in self._before:
-                    status = _status(int(name))
-                    if status and status.get('Uid', '').split()[:1] and status['Uid'].split()[0] in self.uids:
-                        found.add(int(name))
+        for root in self.roots:
+            found.update(procs.descendants(root))
         return found
 
     def _poll(self):
@@ -393,12 +387,12 @@ class PeakRss(object):
         return [(kib / 1024.0, cmd) for kib, cmd in ranked]
 
 
-def run_with_peak(argv, env=None, cwd=None, uids=(), timeout=1800):
+def run_with_peak(argv, env=None, cwd=None, roots=(), timeout=1800):
     """Run argv like timed(), polling the peak RSS of its process tree; (Outcome, PeakRss)."""
     start = time.monotonic()
     proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True)
-    peak = PeakRss(uids=uids)
+    peak = PeakRss(roots=roots)
     peak.watch(proc.pid)
     try:
         stdout, stderr = proc.communicate(timeout=timeout)

@@ -10,7 +10,7 @@
 * publishing into a web root over ssh: ansible-playbook running oci.discovery.publish_layout.
 
 For the two publishes, every process of the tree (ansible-playbook, its workers, the module;
-over ssh also the test user's processes: the module runs under sshd) is polled for VmHWM every
+over ssh also the processes under the rig's sshd, where the module runs) is polled for VmHWM every
 20 ms; the table shows the highest peaks and which process had them. Target: every process
 under 150 MB.
 """
@@ -89,7 +89,7 @@ def run(rgw, sshd, workdir, size_mib=1024, log=print):
             book = Playbook([{'hosts': 'web', 'gather_facts': False, 'tasks': [
                 {'name': 'run', 'oci.discovery.publish_layout': {'src': root, 'name': NAME, 'root': webroot}}]}],
                 sshd.inventory('web'), workdir, name='memory-ssh')
-            outcome, peak = run_with_peak(book.argv(), env=book.env, cwd=book.dir, uids=[sshd.uid])
+            outcome, peak = run_with_peak(book.argv(), env=book.env, cwd=book.dir, roots=[sshd.service.pid])
             out['ssh'] = _peaks(outcome, peak)
         finally:
             procs.remove_workdir(webroot)

@@ -174,8 +174,9 @@ def _memory_section(out):
                   else 'FAILED: %s' % found['reason']]
                  for label, found in (('S3 (RGW, http)', out.get('s3')), ('web root over ssh', out.get('ssh'))) if found
              ]), '',
-             'Publishing: every process of the tree polled for VmHWM every 20 ms (over ssh also the test user\'s '
-             'processes, where the module runs); the highest peaks are listed.', '']
+             'Publishing: every process of the tree polled for VmHWM every 20 ms (over ssh also the processes under '
+             'the benchmark\'s sshd, where the module runs); the highest peaks are listed. Over ssh with Ansible\'s '
+             'default -C, most of the time goes into compressing 1 GiB of incompressible data.', '']
     return lines
 
 

@@ -147,6 +147,7 @@ def main():
             server.remove()
         procs.remove_workdir(root)
         cas.remove()
+        procs.stop_own()   # the playbooks' work directories and anything else registered by this process
     return 0 if ok else 1
 
 
