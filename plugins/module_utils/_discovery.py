@@ -207,6 +207,19 @@ def parse_content_type(value):
     return media_type, params
 
 
+def _memoized(cache, key, compute):
+    """``compute()`` once per key: its result, or the FetchError it raised, is kept and given again."""
+    if key not in cache:
+        try:
+            cache[key] = compute()
+        except FetchError as exc:
+            cache[key] = exc
+    cached = cache[key]
+    if isinstance(cached, FetchError):
+        raise cached
+    return cached
+
+
 def _scheme(url):
     match = re.match(r'([A-Za-z][A-Za-z0-9+.-]*):', url)
     return match.group(1).lower() if match else None
@@ -345,16 +358,7 @@ class Client(object):
     def fetch(self, url, accept, max_bytes=None, local=False):
         """Fetch ``url`` once per client (results and failures are cached)."""
         limit = self.max_bytes if max_bytes is None else max_bytes
-        key = (url, accept)
-        cached = self._cache.get(key)
-        if cached is None:
-            try:
-                cached = self._fetch(url, accept, limit, local)
-            except FetchError as exc:
-                cached = exc
-            self._cache[key] = cached
-        if isinstance(cached, FetchError):
-            raise cached
+        cached = _memoized(self._cache, (url, accept), lambda: self._fetch(url, accept, limit, local))
         if len(cached.body) > limit:
             raise FetchError('body larger than the limit of %d bytes' % limit)
         return cached
@@ -393,17 +397,8 @@ class Client(object):
 
         Parsed documents are cached too (callers do not modify them).
         """
-        key = (url, media_type, what)
-        cached = self._parsed.get(key)
-        if cached is None:
-            try:
-                cached = self._parse_json(url, media_type, what, local)
-            except FetchError as exc:
-                cached = exc
-            self._parsed[key] = cached
-        if isinstance(cached, FetchError):
-            raise cached
-        return cached
+        return _memoized(self._parsed, (url, media_type, what),
+                         lambda: self._parse_json(url, media_type, what, local))
 
     def _parse_json(self, url, media_type, what, local):
         response = self.fetch(url, media_type, local=local)

@@ -154,26 +154,23 @@ def _os_error(what, e):
 
 def _resolve_owner(owner, group):
     """Numeric uid/gid (-1 for unchanged) from names or numbers."""
-    uid = gid = -1
-    if owner not in (None, ''):
+    import grp
+    import pwd
+    return (_numeric_id(owner, 'owner', 'user', lambda name: pwd.getpwnam(name).pw_uid),
+            _numeric_id(group, 'group', 'group', lambda name: grp.getgrnam(name).gr_gid))
+
+
+def _numeric_id(value, option, kind, by_name):
+    """A user or group id from a number or a name (-1, unchanged, when not given)."""
+    if value in (None, ''):
+        return -1
+    try:
+        return int(value)
+    except ValueError:
         try:
-            uid = int(owner)
-        except ValueError:
-            import pwd
-            try:
-                uid = pwd.getpwnam(owner).pw_uid
-            except KeyError:
-                raise StoreError('owner %r: no such user on this host' % owner)
-    if group not in (None, ''):
-        try:
-            gid = int(group)
-        except ValueError:
-            import grp
-            try:
-                gid = grp.getgrnam(group).gr_gid
-            except KeyError:
-                raise StoreError('group %r: no such group on this host' % group)
-    return uid, gid
+            return by_name(value)
+        except KeyError:
+            raise StoreError('%s %r: no such %s on this host' % (option, value, kind))
 
 
 class WebRootStore(Store):
