@@ -189,7 +189,7 @@ options:
     description:
       - Blobs of this many bytes or more are uploaded in parts of this size (at least 5 MiB; S3 allows
         10,000 parts, so larger parts are used for larger blobs). Memory use is about
-        O(max_concurrency) + 2 parts.
+        O(max_concurrency) / 2 + 4 parts.
     type: int
     default: 8388608
   conditional_writes:
