@@ -20,13 +20,10 @@ import json
 import os
 import random
 import socket
-import subprocess
 import time
 
-import yaml
-
-from rig.ansible import ANSIBLE_PLAYBOOK, PlaybookResult, ansible_env, local_inventory
-from rig.procs import RigError, make_workdir
+from rig.ansible import run_playbook
+from rig.procs import RigError, make_workdir, remove_workdir
 
 REF = "application/vnd.oci.ref-engines.v1+json"
 IDX = "application/vnd.oci.image.index.v1+json"
@@ -151,34 +148,12 @@ class NamedSites(object):
         return path
 
     def run_playbook(self, plays, extra_vars=None, check=False, diff=False, env=None, timeout=600, args=()):
-        workdir = make_workdir("resolve-playbook", mode=0o755)
-        if isinstance(plays, str) and os.path.isfile(plays):
-            playbook = plays
-        else:
-            playbook = os.path.join(workdir, "playbook.yml")
-            with open(playbook, "w") as handle:
-                if isinstance(plays, str):
-                    handle.write(plays)
-                else:
-                    yaml.safe_dump(list(plays), handle, sort_keys=False)
-        inventory = os.path.join(workdir, "inventory.yml")
-        with open(inventory, "w") as handle:
-            yaml.safe_dump(local_inventory(), handle)
-        argv = [ANSIBLE_PLAYBOOK, "-i", inventory]
-        if extra_vars:
-            vars_path = os.path.join(workdir, "extra_vars.json")
-            with open(vars_path, "w") as handle:
-                json.dump(extra_vars, handle)
-            argv += ["-e", "@" + vars_path]
-        if check:
-            argv.append("--check")
-        if diff:
-            argv.append("--diff")
-        argv += list(args) + [playbook]
-        wrapped = ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c",
-                   'mount --bind "$1" /etc/hosts && shift && exec "$@"', "sh", self.hosts_file(workdir)] + argv
-        proc = subprocess.run(wrapped, env=ansible_env(env), cwd=workdir, stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout,
-                              start_new_session=True, check=False)
-        return PlaybookResult(argv, proc.returncode, proc.stdout.decode("utf-8", "replace"),
-                              proc.stderr.decode("utf-8", "replace"), workdir)
+        """rig.ansible.run_playbook (local connection) inside a mount namespace with our /etc/hosts."""
+        hosts_dir = make_workdir("resolve-hosts", mode=0o755)
+        try:
+            prefix = ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c",
+                      'mount --bind "$1" /etc/hosts && shift && exec "$@"', "sh", self.hosts_file(hosts_dir)]
+            return run_playbook(plays, extra_vars=extra_vars, check=check, diff=diff, env=env,
+                                timeout=timeout, args=args, prefix=prefix)
+        finally:
+            remove_workdir(hosts_dir)

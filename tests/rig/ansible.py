@@ -220,8 +220,12 @@ def _killpg(pid):
 
 
 def run_playbook(playbook, inventory=None, extra_vars=None, check=False, diff=False, env=None,
-                 verbosity=0, timeout=600, args=(), keep=False):
-    """Run ansible-playbook; return a PlaybookResult (never raises on a failing play)."""
+                 verbosity=0, timeout=600, args=(), keep=False, prefix=()):
+    """Run ansible-playbook; return a PlaybookResult (never raises on a failing play).
+
+    `prefix` is a command put in front of ansible-playbook (e.g. `unshare ...` to give it a
+    private /etc/hosts); it must exec its last arguments.
+    """
     workdir = make_workdir("playbook", mode=0o755)
     path = _write_playbook(playbook, workdir)
     inventory_path = os.path.join(workdir, "inventory.yml")
@@ -240,7 +244,7 @@ def run_playbook(playbook, inventory=None, extra_vars=None, check=False, diff=Fa
     if verbosity:
         argv.append("-" + "v" * verbosity)
     argv += list(args) + [path]
-    proc = subprocess.Popen(argv, env=ansible_env(env), cwd=workdir, stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen(list(prefix) + argv, env=ansible_env(env), cwd=workdir, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     _KNOWN_CHILDREN.add(proc.pid)
     try:
