@@ -209,6 +209,7 @@ class WebRootStore(Store):
         self._run_fd = None
         self._devices = {}
         self._pending = None     # [(temp, target, size)] inside batch()
+        self._pending_bytes = 0
 
     # -- paths -------------------------------------------------------------
 
@@ -371,7 +372,8 @@ class WebRootStore(Store):
                 os.close(fd)
                 fd = None
                 self._pending.append((temp, target, count))
-                if len(self._pending) >= BATCH_FILES or sum(p[2] for p in self._pending) >= BATCH_BYTES:
+                self._pending_bytes += count
+                if len(self._pending) >= BATCH_FILES or self._pending_bytes >= BATCH_BYTES:
                     self._flush()
                 return count
             self._finish(fd, temp, target)
@@ -404,6 +406,7 @@ class WebRootStore(Store):
     def _flush(self):
         """Make the pending blobs durable, rename them into place in order, sync the renames."""
         pending, self._pending[:] = list(self._pending), []
+        self._pending_bytes = 0
         if not pending:
             return
         if self.fsync and not _syncfs(self._staging()):
