@@ -21,8 +21,16 @@ description:
     Either way, every published index entry carries a C(casEngines) entry with the CAS template, so
     consumers find the blobs.
   - Only the blobs the target lacks are sent, in one transfer over the host's connection (ssh,
-    local, ...); the module then runs once more to put them in place. A blob that exists with the
-    right size is never sent again.
+    local, ...), then put in place on the target. A blob that exists with the right size is never
+    sent again.
+  - On the target, the work (looking at the site, then putting blobs and documents in place) is done
+    by the Python modules would use (C(ansible_python_interpreter) or the discovered one), fed its
+    program on standard input, where the connection and the become method allow it (the conditions
+    of Ansible's pipelining, whether pipelining is switched on or not). Elsewhere, or with
+    E(ANSIBLE_KEEP_REMOTE_FILES) set, it is done by runs of this module. Same code, same results.
+  - Layers are compressed already. Ansible's default C(ssh_args) include C(-C), which compresses them
+    again; setting C(ansible_ssh_args) without C(-C) for publisher hosts makes first publishes of
+    large layers much quicker on fast networks.
   - Each blob is verified (size and digest) on arrival before it becomes visible; every file is
     written aside, outside the served paths, and renamed into place; blobs come before manifests,
     manifests before the index. The family index is merged under a lock, so publishers of other
@@ -303,7 +311,7 @@ replaced_invalid_index:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.oci.discovery.plugins.module_utils import _plan
-from ansible_collections.oci.discovery.plugins.module_utils._stores import WebRootStore, parse_mode, read_blob_archive
+from ansible_collections.oci.discovery.plugins.module_utils._target import PHASES, run_phase
 
 
 def argument_spec():
@@ -324,7 +332,7 @@ def argument_spec():
         state=dict(type='str', choices=['present', 'absent'], default='present'),
         prune=dict(type='bool', default=False),
         force=dict(type='bool', default=False),
-        _phase=dict(type='str', choices=['probe', 'commit']),
+        _phase=dict(type='str', choices=list(PHASES)),
         _request=dict(type='raw'),
         _archive=dict(type='path'),
     )
@@ -333,37 +341,16 @@ def argument_spec():
 REQUIRED_IF = [('state', 'present', ['src'])]
 
 
-def store_from_params(params):
-    return WebRootStore(params['root'], parse_mode(params['mode'], 'mode'),
-                        parse_mode(params['directory_mode'], 'directory_mode'),
-                        params['owner'], params['group'])
-
-
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), required_if=REQUIRED_IF, supports_check_mode=True)
-    params = module.params
-    if params['_phase'] is None:
+    if module.params['_phase'] is None:
         module.fail_json(msg='oci.discovery.publish_layout runs through its action plugin, which reads the '
                              'layout on the controller; it cannot run on its own')
     try:
-        with store_from_params(params) as store:
-            if params['_phase'] == 'probe':
-                module.exit_json(changed=False, probe=_plan.probe(store, params['_request']))
-            if module.check_mode:
-                module.exit_json(changed=False)
-            blobs = ()
-            archive = None
-            if params['_archive']:
-                archive = open(params['_archive'], 'rb')
-                blobs = read_blob_archive(archive, params['_archive'])
-            try:
-                done = _plan.execute(store, params['_request'], blobs)
-            finally:
-                if archive is not None:
-                    archive.close()
+        result = run_phase(module.params, module.check_mode)
     except (ValueError, OSError) as e:
         module.fail_json(msg=str(e))
-    module.exit_json(changed=done['changed'], done=done)
+    module.exit_json(**result)
 
 
 if __name__ == '__main__':

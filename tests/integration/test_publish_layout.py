@@ -332,6 +332,62 @@ def test_become_an_unprivileged_user(sshd, layouts, run_playbook):
     assert not again.failed and not again.result('publish')['changed'], again
 
 
+# --------------------------------------------------------------------------- how the target phases run
+
+def served_state(root):
+    return dict((path, state) for path, state in tree_state(root).items() if not path.startswith(STATE_DIR))
+
+
+@pytest.mark.parametrize('connection', ['ssh', 'local'])
+def test_direct_runs_and_module_runs_write_the_same_site(connection, layouts, request, public_tmp_path, run_playbook):
+    """By default the target phases run directly (the target's Python fed on stdin); with
+    ANSIBLE_KEEP_REMOTE_FILES (keep module files for debugging) they are module runs. Same site."""
+    if connection == 'ssh':
+        sshd = request.getfixturevalue('sshd')
+        inventory, roots = sshd.inventory(), [sshd.make_webroot(), sshd.make_webroot()]
+    else:
+        inventory, roots = local_inventory(), [os.path.join(public_tmp_path, 'direct'), os.path.join(public_tmp_path, 'modules')]
+    runs = {}
+    for root, env, how in ((roots[0], None, 'direct'), (roots[1], {'ANSIBLE_KEEP_REMOTE_FILES': '1'}, 'module run')):
+        task = publish_task(src=layouts.family, name='example.com/app', root=root, tags=['1.0', '2.0-rc/1'])
+        first = run_playbook(play(task), inventory=inventory, env=env, verbosity=3)
+        assert not first.failed, first
+        assert 'probing the site (%s;' % how in first.stdout and 'committing (%s;' % how in first.stdout, first.stdout
+        assert ('AnsiballZ_publish_layout' in first.stdout) == (how == 'module run')
+        again = run_playbook(play(task), inventory=inventory, env=env)
+        assert not again.failed and not again.result('publish')['changed'], again
+        runs[how] = first.result('publish')
+    for key in ('blobs_sent', 'bytes_sent', 'digests', 'tags_added'):
+        assert runs['direct'][key] == runs['module run'][key], key
+    assert runs['direct']['blobs_sent'] == len(layout_blobs(layouts.family, ['1.0', '2.0-rc/1']))
+    assert served_state(roots[0]) == served_state(roots[1])
+
+
+def test_direct_run_errors_are_named_and_interpreter_discovery_is_reported(sshd, layouts, run_playbook):
+    """Without ansible_python_interpreter, the direct runs use the interpreter Ansible discovers
+    (reported back as a fact, as a module run does); an error on the target names the file."""
+    inventory = sshd.inventory()
+    del inventory['all']['hosts']['managed']['ansible_python_interpreter']
+    root = sshd.make_webroot()
+    task = publish_task(src=layouts.family, name='example.com/app', root=root, tags=['1.0'])
+    result = run_playbook(play(task), inventory=inventory)
+    assert not result.failed, result
+    assert result.result('publish')['ansible_facts']['discovered_interpreter_python'].startswith('/usr/bin/python')
+    # A file where the site needs a directory: the commit fails on the target, naming it.
+    blocked = sshd.make_webroot()
+    with open(os.path.join(blocked, 'oci-cas'), 'w') as handle:
+        handle.write('not a directory\n')
+    os.chmod(os.path.join(blocked, 'oci-cas'), 0o644)
+    before = tree_state(blocked)
+    failed = run_playbook(play(dict(task, **{'oci.discovery.publish_layout': dict(
+        task['oci.discovery.publish_layout'], root=blocked)})), inventory=sshd.inventory())
+    outcome = failed.result('publish')
+    assert outcome.get('failed'), failed
+    assert os.path.join(blocked, 'oci-cas') in outcome['msg'], outcome['msg']
+    assert 'Traceback' not in json.dumps(outcome)
+    assert served_state(blocked) == dict((k, v) for k, v in before.items() if not k.startswith(STATE_DIR))
+
+
 # --------------------------------------------------------------------------- bad input
 
 def test_bad_input_changes_nothing(sshd, layouts, broken_layout, run_playbook):
