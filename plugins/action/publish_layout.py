@@ -189,7 +189,7 @@ class ActionModule(ActionBase):
             tmpdir = self._connection._shell.tmpdir or self._make_tmp_path()
             remote_archive = self._connection._shell.join_path(tmpdir, 'oci-blobs.tar')
             self._transfer_file(local_archive, remote_archive)
-            self._fixup_perms2((tmpdir, remote_archive))
+            self._fixup_perms2((tmpdir, remote_archive), execute=False)
             self._step('transferring the archive')
 
         request = dict((k, plan[k]) for k in _COMMIT_KEYS)
