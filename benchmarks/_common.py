@@ -147,7 +147,10 @@ class Playbook(object):
             yaml.safe_dump(plays, handle, sort_keys=False)
         with open(self.inventory, 'w') as handle:
             yaml.safe_dump(inventory, handle, sort_keys=False)
-        self.env = ansible_env(env)
+        # Bytecode is written, as it is for an installed collection (the test rig turns it off to keep
+        # the tree clean): into a cache of the benchmark's own, so that the tree stays clean too.
+        self.env = ansible_env(dict({'PYTHONDONTWRITEBYTECODE': None,
+                                     'PYTHONPYCACHEPREFIX': os.path.join(BENCH_TMP, 'pycache')}, **(env or {})))
 
     def argv(self, extra_vars=None, verbosity=0):
         argv = [ANSIBLE_PLAYBOOK, '-i', self.inventory]
