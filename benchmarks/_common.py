@@ -331,12 +331,6 @@ def _status(pid):
     return fields
 
 
-def _cmdline(pid):
-    try:
-        with open('/proc/%d/cmdline' % pid, 'rb') as handle:
-            return handle.read().replace(b'\0', b' ').decode('utf-8', 'replace').strip()
-    except OSError:
-        return ''
 
 
 class PeakRss(object):
@@ -376,7 +370,7 @@ class PeakRss(object):
                     continue
                 kib = int(status['VmHWM'].split()[0])
                 if kib > self.peaks.get(pid, (0, ''))[0]:
-                    self.peaks[pid] = (kib, self.peaks.get(pid, (0, ''))[1] or _cmdline(pid)[:200])
+                    self.peaks[pid] = (kib, self.peaks.get(pid, (0, ''))[1] or procs.cmdline(pid)[:200])
             time.sleep(self.interval)
 
     def stop(self):

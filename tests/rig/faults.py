@@ -105,12 +105,6 @@ class PlaybookProcess(object):
 
 # --------------------------------------------------------------------------- ssh
 
-def _cmdline(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as handle:
-            return handle.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
-    except OSError:
-        return ""
 
 
 def _sigkill(pids):
@@ -127,7 +121,7 @@ def _sigkill(pids):
 
 def sshd_session_pids(sshd):
     """The per-connection sshd processes ("sshd: user [priv]", "sshd: user@notty") of a rig sshd."""
-    return [pid for pid in procs.descendants(sshd.service.pid) if _cmdline(pid).startswith("sshd:")]
+    return [pid for pid in procs.descendants(sshd.service.pid) if procs.cmdline(pid).startswith("sshd:")]
 
 
 def kill_ssh_connections(sshd):
@@ -154,7 +148,7 @@ def remote_commands(sshd):
     """[(pid, start time)] of what the connections to this sshd run (shells, a module's Python)."""
     found = []
     for pid in remote_pids(sshd):
-        if not _cmdline(pid).startswith("sshd:"):
+        if not procs.cmdline(pid).startswith("sshd:"):
             started = _starttime(pid)
             if started is not None:
                 found.append((pid, started))

@@ -28,7 +28,7 @@ rig's own directories (see rig.procs.make_workdir) are 0755.
 import os
 import signal
 
-from .procs import (RigError, Service, ensure_ports_free, free_port, make_workdir, remove_workdir,
+from .procs import (RigError, Service, cmdline, ensure_ports_free, free_port, make_workdir, remove_workdir,
                     run, service_env, wait_port, wait_until)
 
 NGINX = "/usr/sbin/nginx"
@@ -193,11 +193,11 @@ class Nginx:
                 pids = [int(p) for p in handle.read().split()]
         except OSError:
             return []
-        return [p for p in pids if "worker process" in _cmdline(p)]
+        return [p for p in pids if "worker process" in cmdline(p)]
 
     @staticmethod
     def _shutting_down(pid):
-        return "shutting down" in _cmdline(pid) or not _cmdline(pid)
+        return "shutting down" in cmdline(pid) or not cmdline(pid)
 
     def url(self, path="/", tls=False, host="127.0.0.1"):
         if not path.startswith("/"):
@@ -217,9 +217,3 @@ class Nginx:
         return "<Nginx %s http=%d https=%d>" % (self.prefix, self.port, self.tls_port)
 
 
-def _cmdline(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as handle:
-            return handle.read().replace(b"\0", b" ").decode("utf-8", "replace")
-    except OSError:
-        return ""

@@ -365,6 +365,15 @@ def become_subreaper():
     return libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
 
 
+def cmdline(pid):
+    """The command line of a process as one string ('' when it is gone or not readable)."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as handle:
+            return handle.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+
+
 def _stat_fields(pid):
     with open("/proc/%d/stat" % pid, "rb") as handle:
         data = handle.read().decode("ascii", "replace")
