@@ -386,6 +386,13 @@ def test_direct_run_errors_are_named_and_interpreter_discovery_is_reported(sshd,
     assert os.path.join(blocked, 'oci-cas') in outcome['msg'], outcome['msg']
     assert 'Traceback' not in json.dumps(outcome)
     assert served_state(blocked) == dict((k, v) for k, v in before.items() if not k.startswith(STATE_DIR))
+    # An interpreter that is not there: the failure names it, and the site is untouched.
+    missing = run_playbook(play(dict(task, **{'oci.discovery.publish_layout': dict(
+        task['oci.discovery.publish_layout'], root=blocked)})),
+        inventory=sshd.inventory(ansible_python_interpreter='/nonexistent/python3'))
+    outcome = missing.result('publish')
+    assert outcome.get('failed') and '/nonexistent/python3' in outcome['msg'], outcome
+    assert served_state(blocked) == dict((k, v) for k, v in before.items() if not k.startswith(STATE_DIR))
 
 
 # --------------------------------------------------------------------------- bad input
