@@ -529,9 +529,9 @@ class IndexReader(threading.Thread):
 
 def test_gateway_killed_mid_publish_never_exposes_missing_blobs_and_a_rerun_completes(layouts, run_playbook):
     """A private RGW: its gateway is SIGKILLed while blobs upload, then started again."""
-    import signal
     from rig.ceph import RGW
-    from rig.procs import Service, port_open, service_env, wait_until
+    from rig.faults import kill_gateway, start_gateway
+    from rig.procs import wait_until
     gateway = RGW(name="ceph-kill").start()
     try:
         client = gateway.client()
@@ -551,19 +551,14 @@ def test_gateway_killed_mid_publish_never_exposes_missing_blobs_and_a_rerun_comp
         watcher = gateway.client()
         wait_until(lambda: len(watcher.list_objects_v2(Bucket=bucket, Prefix="oci-cas/").get("Contents", [])) > before,
                    "the first uploaded blob", timeout=120, interval=0.02)
-        old = [s for s in gateway.services if s.name == "radosgw"][0]
-        old.stop()                                    # SIGKILL, mid-upload
-        gateway.services.remove(old)
+        kill_gateway(gateway)                         # SIGKILL, mid-upload
         publisher.join(300)
         first = outcome["first"]
         assert first.get("failed"), "the publish finished before the gateway was killed: %r" % first
         assert "s3://%s" % bucket in first["msg"] and "Traceback" not in first["msg"], first["msg"]
         print("failure while the gateway was down: %s" % first["msg"])
 
-        gateway.services.append(Service("radosgw", old.argv, old.log_path, env=service_env({"CEPH_CONF": gateway.conf}),
-                                        kill_signal=signal.SIGKILL, extra_logs=old.extra_logs))
-        wait_until(lambda: port_open(gateway.port) and watcher.list_buckets() is not None, "radosgw again",
-                   gateway.services, timeout=60)
+        start_gateway(gateway)
         index = json.loads(client.get_object(Bucket=bucket, Key="oci-index/team/app")["Body"].read())
         assert [e["annotations"]["org.opencontainers.image.ref.name"] for e in index["manifests"]] == ["1.0"]
 
