@@ -331,8 +331,6 @@ def _status(pid):
     return fields
 
 
-
-
 class PeakRss(object):
     """Poll the peak RSS (VmHWM) of every process of a tree, and of other trees.
 

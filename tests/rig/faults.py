@@ -106,7 +106,6 @@ class PlaybookProcess(object):
 # --------------------------------------------------------------------------- ssh
 
 
-
 def _sigkill(pids):
     killed = []
     for pid in pids:

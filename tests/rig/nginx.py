@@ -215,5 +215,3 @@ class Nginx:
 
     def __repr__(self):
         return "<Nginx %s http=%d https=%d>" % (self.prefix, self.port, self.tls_port)
-
-
