@@ -32,6 +32,7 @@ __metaclass__ = type
 import json
 import os
 import posixpath
+import shlex
 import tempfile
 import time
 
@@ -55,6 +56,9 @@ _COMMIT_KEYS = ('mapping', 'ops', 'force', 'send', 'require', 'documents', 'prun
 _TARGET_OPTIONS = ('root', 'mode', 'directory_mode', 'owner', 'group')
 _PACKAGE = 'ansible_collections.oci.discovery.plugins.module_utils'
 _DISCOVERY_MODES = ('auto', 'auto_legacy', 'auto_silent', 'auto_legacy_silent')
+# Sending this much through an ssh connection with compression on earns a warning: layers are
+# compressed already, so ssh -C only burns CPU (1 GiB over loopback: 27 s with -C, 4.5 s without).
+_COMPRESSED_SSH_WARNING_BYTES = 16 * 1024 * 1024
 
 # Runs on the target's Python, after SOURCES ({module name: source}) and PARAMS (JSON text):
 # imports the module utilities from SOURCES (nothing is written on the target) and runs the phase.
@@ -110,11 +114,14 @@ class ActionModule(ActionBase):
         del tmp
         local_archive = None
         self._facts = {}    # the discovered interpreter, when discovery ran for this task
+        self._warnings = []
         try:
             outcome, local_archive = self._publish(task_vars or {})
             result.update(outcome)
             if self._facts:
                 result.setdefault('ansible_facts', {}).update(self._facts)
+            if self._warnings:
+                result['warnings'] = list(result.get('warnings') or []) + self._warnings
         except ValueError as e:   # PlanError, LayoutError, InvalidName, DocumentError, ...
             result.update(failed=True, changed=False, msg=to_text(e))
         finally:
@@ -191,6 +198,12 @@ class ActionModule(ActionBase):
             self._transfer_file(local_archive, remote_archive)
             self._fixup_perms2((tmpdir, remote_archive), execute=False)
             self._step('transferring the archive')
+            if plan['send_bytes'] >= _COMPRESSED_SSH_WARNING_BYTES and self._ssh_compresses():
+                self._warnings.append(
+                    '%d MiB of blobs went through ssh with compression on (-C in ssh_args, Ansible\'s default). '
+                    'Layers are compressed already: set ansible_ssh_args without -C for publisher hosts, e.g. '
+                    '"-o ControlMaster=auto -o ControlPersist=60s", for quicker transfers and less CPU on both ends.'
+                    % (plan['send_bytes'] // (1024 * 1024)))
 
         request = dict((k, plan[k]) for k in _COMMIT_KEYS)
         commit = self._run_phase(target_options, 'commit', request, remote_archive, task_vars)
@@ -217,6 +230,18 @@ class ActionModule(ActionBase):
         return bool(connection.has_pipelining and (not connection.become or connection.become.pipelining)
                     and getattr(connection._shell, 'SHELL_FAMILY', None) == 'sh'
                     and not C.DEFAULT_KEEP_REMOTE_FILES)
+
+    def _ssh_compresses(self):
+        """Whether the connection is Ansible's ssh plugin with compression asked for in its arguments."""
+        if getattr(self._connection, 'transport', None) != 'ssh':
+            return False
+        words = []
+        for option in ('ssh_args', 'ssh_common_args', 'ssh_extra_args'):
+            try:
+                words.extend(shlex.split(self._connection.get_option(option) or ''))
+            except (KeyError, ValueError):
+                continue
+        return '-C' in words or any(w.replace(' ', '').lower() == 'compression=yes' for w in words)
 
     def _python(self, task_vars):
         """The interpreter a module run would use on the target (see ``_run_directly``)."""

@@ -30,7 +30,8 @@ description:
     E(ANSIBLE_KEEP_REMOTE_FILES) set, it is done by runs of this module. Same code, same results.
   - Layers are compressed already. Ansible's default C(ssh_args) include C(-C), which compresses them
     again; setting C(ansible_ssh_args) without C(-C) for publisher hosts makes first publishes of
-    large layers much quicker on fast networks.
+    large layers much quicker on fast networks. A publish that sends 16 MiB or more through ssh with
+    C(-C) says so in a warning.
   - Each blob is verified (size and digest) on arrival before it becomes visible; every file is
     written aside, outside the served paths, and renamed into place; blobs come before manifests,
     manifests before the index. The family index is merged under a lock, so publishers of other

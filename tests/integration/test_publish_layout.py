@@ -363,6 +363,21 @@ def test_direct_runs_and_module_runs_write_the_same_site(connection, layouts, re
     assert served_state(roots[0]) == served_state(roots[1])
 
 
+def test_sending_layers_through_ssh_compression_is_warned_about(sshd, layouts, run_playbook):
+    """Ansible's default ssh_args have -C: a big first publish says how to avoid recompressing layers."""
+    compressed = []
+    for host_vars in ({}, {'ansible_ssh_args': '-o ControlMaster=auto -o ControlPersist=60s'}):
+        task = publish_task(src=layouts.big, name='example.com/app', root=sshd.make_webroot())
+        first = run_playbook(play(task), inventory=sshd.inventory(**host_vars))
+        again = run_playbook(play(task), inventory=sshd.inventory(**host_vars))
+        assert not first.failed and not again.failed, (first, again)
+        assert first.result('publish')['bytes_sent'] > 16 * 1024 * 1024
+        assert not again.result('publish').get('warnings')          # nothing sent, nothing to say
+        compressed.append([w for w in first.result('publish').get('warnings') or [] if 'compression' in w])
+    assert len(compressed[0]) == 1 and 'ansible_ssh_args without -C' in compressed[0][0], compressed
+    assert compressed[1] == [], compressed
+
+
 def test_direct_run_errors_are_named_and_interpreter_discovery_is_reported(sshd, layouts, run_playbook):
     """Without ansible_python_interpreter, the direct runs use the interpreter Ansible discovers
     (reported back as a fact, as a module run does); an error on the target names the file."""
