@@ -134,13 +134,9 @@ def remote_pids(sshd):
 
 
 def _starttime(pid):
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as handle:
-            data = handle.read().decode("ascii", "replace")
-    except OSError:
-        return None
-    fields = data[data.rindex(")") + 2:].split()
-    return None if fields[0] == "Z" else fields[19]
+    """Start time of a running process (None when it is gone or a zombie)."""
+    fields = procs.stat_fields(pid)
+    return None if fields is None or fields[0] == "Z" else fields[19]
 
 
 def remote_commands(sshd):

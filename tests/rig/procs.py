@@ -157,16 +157,21 @@ def _remove_path(path):
 
 # --------------------------------------------------------------------------- registry
 
-def _proc_starttime(pid):
-    """Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat), or None."""
+def stat_fields(pid):
+    """The fields of /proc/PID/stat after the command name (the state first), or None when it is gone."""
     try:
         with open("/proc/%d/stat" % pid, "rb") as handle:
             data = handle.read().decode("ascii", "replace")
     except OSError:
         return None
     # comm (field 2) may contain spaces and parentheses: split after the last ')'.
-    fields = data[data.rindex(")") + 2:].split()
-    return int(fields[19])
+    return data[data.rindex(")") + 2:].split()
+
+
+def _proc_starttime(pid):
+    """Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat), or None."""
+    fields = stat_fields(pid)
+    return None if fields is None else int(fields[19])
 
 
 def _alive(pid, starttime=None):
@@ -374,12 +379,6 @@ def cmdline(pid):
         return ""
 
 
-def _stat_fields(pid):
-    with open("/proc/%d/stat" % pid, "rb") as handle:
-        data = handle.read().decode("ascii", "replace")
-    return data[data.rindex(")") + 2:].split()
-
-
 def adopted_orphans():
     """Children of this process that it did not start itself: (pid, state) pairs.
 
@@ -397,8 +396,10 @@ def adopted_orphans():
         if pid in _KNOWN_CHILDREN:
             continue
         try:
-            fields = _stat_fields(pid)
-        except (OSError, ValueError):
+            fields = stat_fields(pid)
+        except ValueError:
+            continue
+        if fields is None:
             continue
         if int(fields[1]) == me and int(fields[3]) != my_sid:
             found.append((pid, fields[0]))
