@@ -62,16 +62,11 @@ def run_phase(params, check_mode=False):
                     'seconds': time.time() - started}
         if check_mode:
             return {'changed': False}
-        blobs = ()
-        archive = None
-        if params['_archive']:
-            archive = open(params['_archive'], 'rb')
-            blobs = read_blob_archive(archive, params['_archive'])
-        try:
-            done = _plan.execute(store, params['_request'], blobs)
-        finally:
-            if archive is not None:
-                archive.close()
+        if not params['_archive']:
+            done = _plan.execute(store, params['_request'], ())
+        else:
+            with open(params['_archive'], 'rb') as archive:
+                done = _plan.execute(store, params['_request'], read_blob_archive(archive, params['_archive']))
     return {'changed': done['changed'], 'done': done, 'seconds': time.time() - started}
 
 
