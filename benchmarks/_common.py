@@ -52,6 +52,21 @@ def median(values):
     return (values[middle - 1] + values[middle]) / 2.0
 
 
+def add_medians(out):
+    """The floor's median (time and CPU) and each cell's medians (``<phase>_median``, ``<phase>_cpu_median``).
+
+    ``out`` is a benchmark's results: ``floor`` and ``floor_cpu`` lists, and ``cells`` whose
+    ``first`` and ``noop`` (and ``*_cpu``) lists hold one figure per run. Returns the floor's median.
+    """
+    out['floor_median'] = median(out['floor'])
+    out['floor_cpu_median'] = median(out['floor_cpu'])
+    for cell in out['cells'].values():
+        for phase in ('first', 'noop'):
+            cell[phase + '_median'] = median(cell[phase])
+            cell[phase + '_cpu_median'] = median(cell[phase + '_cpu'])
+    return out['floor_median']
+
+
 def ratio(numerator, denominator):
     if numerator is None or not denominator:
         return None

@@ -39,7 +39,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from benchmarks import _common
-from benchmarks._common import DATASETS, Playbook, median, procs, ratio, task_result, timed
+from benchmarks._common import DATASETS, Playbook, procs, ratio, task_result, timed
 
 TOOLS = ('oci', 's3_sync', 'aws', 'rclone', 'boto3')
 TOOL_LABELS = {
@@ -364,13 +364,7 @@ def _measure(rgw, runner, tool, cell, first_run, media_types, label):
 
 def summarise(out):
     """Medians and the ratios the targets are about, added to `out`."""
-    floor = median(out['floor'])
-    out['floor_median'] = floor
-    out['floor_cpu_median'] = median(out['floor_cpu'])
-    for cell in out['cells'].values():
-        for phase in ('first', 'noop'):
-            cell[phase + '_median'] = median(cell[phase])
-            cell[phase + '_cpu_median'] = median(cell[phase + '_cpu'])
+    floor = _common.add_medians(out)
     out['ratios'] = {}
     for scheme in out['schemes']:
         for dataset in out['sets']:

@@ -31,7 +31,7 @@ __metaclass__ = type
 import os
 
 from benchmarks import _common
-from benchmarks._common import DATASETS, Playbook, median, procs, ratio, task_result, timed
+from benchmarks._common import DATASETS, Playbook, procs, ratio, task_result, timed
 
 TOOLS = ('oci', 'oci_nocomp', 'copy', 'synchronize', 'rsync')
 OPTIONAL_TOOLS = ('oci_pipelining',)
@@ -167,13 +167,7 @@ def _measure(sshd, runner, tool, cell, first_run):
 
 
 def summarise(out):
-    floor = median(out['floor'])
-    out['floor_median'] = floor
-    out['floor_cpu_median'] = median(out['floor_cpu'])
-    for cell in out['cells'].values():
-        for phase in ('first', 'noop'):
-            cell[phase + '_median'] = median(cell[phase])
-            cell[phase + '_cpu_median'] = median(cell[phase + '_cpu'])
+    floor = _common.add_medians(out)
     out['ratios'] = {}
     out['variants'] = [tool for tool in out['tools'] if tool.startswith('oci')]
     for dataset in out['sets']:
