@@ -3,16 +3,13 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Action plugin for oci.discovery.publish_layout.
 
-The layout is on the controller, the site on the target. In order:
-1. validate the options, the name, the templates and the layout (every blob
-   of the chosen tags is hashed) here, before the target is touched;
-2. *probe* the site (read-only: which blobs exist with which size, the
-   current index);
-3. plan (``_plan.make_plan``); in check mode, or when nothing changes, stop
-   here and report;
-4. send only the missing blobs as one uncompressed tar in one transfer;
-5. *commit* (blobs verified into place, then documents, then the index merged
-   under a lock), and remove the temp files.
+The layout is on the controller, the site on the target. The sequence is
+the one every store follows (``_publish.run``: validate the options, the
+name, the templates and the layout, every blob of the chosen tags hashed,
+before the target is touched; probe; plan; commit; report); this plugin is
+its *target* for a web root on a managed host (``_PhaseTarget``): the probe
+and the commit run on the host, and before the commit only the missing blobs
+go there as one uncompressed tar in one transfer.
 
 Both target phases are ``_target.run_phase``. Where the connection can feed
 a command's standard input and the become method allows it (the conditions
@@ -42,19 +39,15 @@ from ansible.module_utils.common.text.converters import to_native, to_text
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
-from ansible_collections.oci.discovery.plugins.module_utils import _plan, _target
+from ansible_collections.oci.discovery.plugins.module_utils import _publish, _target
 from ansible_collections.oci.discovery.plugins.module_utils._layout import Layout
-from ansible_collections.oci.discovery.plugins.module_utils._stores import write_blob_archive
+from ansible_collections.oci.discovery.plugins.module_utils._site import SiteLayout
+from ansible_collections.oci.discovery.plugins.module_utils._stores import WEB_ROOT_OPTIONS, write_blob_archive
 from ansible_collections.oci.discovery.plugins.modules.publish_layout import REQUIRED_IF, argument_spec
 
 display = Display()
 
 MODULE = 'oci.discovery.publish_layout'
-# What the plan carries to the commit phase (the rest is for reporting on the controller).
-_COMMIT_KEYS = ('mapping', 'ops', 'force', 'send', 'require', 'documents', 'prune')
-# The options the target phases read (_target.store_from_params), besides the internal ones.
-_TARGET_OPTIONS = ('root', 'mode', 'directory_mode', 'owner', 'group')
-_PACKAGE = 'ansible_collections.oci.discovery.plugins.module_utils'
 _DISCOVERY_MODES = ('auto', 'auto_legacy', 'auto_silent', 'auto_legacy_silent')
 # Sending this much through an ssh connection with compression on earns a warning: layers are
 # compressed already, so ssh -C only burns CPU (1 GiB over loopback: 27 s with -C, 4.5 s without).
@@ -98,11 +91,62 @@ def _direct_program(params):
     """The program that runs a target phase directly: the module utilities' sources, the parameters, _DIRECT_MAIN."""
     if not _SOURCE_TEXTS:
         directory = os.path.dirname(os.path.abspath(_target.__file__))
-        for name in _target.SOURCES:
+        for name in _target.sources():
             with open(os.path.join(directory, name + '.py'), 'rb') as f:
-                _SOURCE_TEXTS['%s.%s' % (_PACKAGE, name)] = f.read().decode('utf-8')
+                _SOURCE_TEXTS['%s.%s' % (_target.PACKAGE, name)] = f.read().decode('utf-8')
     return ('# oci.discovery.publish_layout, run directly\nSOURCES = %r\nPARAMS = %r\n%s' % (
         _SOURCE_TEXTS, json.dumps(params), _DIRECT_MAIN)).encode('utf-8')
+
+
+class _PhaseFailed(Exception):
+    """A target phase failed; ``outcome`` is its result, returned as the task's."""
+
+    def __init__(self, outcome):
+        super(_PhaseFailed, self).__init__(outcome.get('msg'))
+        self.outcome = outcome
+
+
+class _PhaseTarget:
+    """The web root on the managed host as a target of ``_publish.run``: its probe and commit run there."""
+
+    def __init__(self, action, options, task_vars):
+        self.action = action
+        self.options = options
+        self.task_vars = task_vars
+        self.local_archive = None
+
+    def describe(self, key):
+        return posixpath.join(self.options['root'], key)
+
+    def probe(self, request, blobs=()):
+        action = self.action
+        action._step('validating the layout and the options')
+        probe = self._phase('probe', request, None)
+        action._step('probing the site (%s; %.3f s of it on the target)' % (action._how, probe['seconds']))
+        return probe['probe']
+
+    def commit(self, request, source):
+        action = self.action
+        remote_archive = None
+        if request['send']:
+            send_bytes = sum(b['size'] for b in request['send'])
+            fd, self.local_archive = tempfile.mkstemp(prefix='oci-blobs-', suffix='.tar', dir=C.DEFAULT_LOCAL_TMP)
+            with os.fdopen(fd, 'wb') as f:
+                write_blob_archive(f, request['send'], lambda digest: source.open({'digest': digest}))
+            action._step('writing the archive of %d blobs (%d bytes)' % (len(request['send']), send_bytes))
+            remote_archive = action._send_archive(self.local_archive, send_bytes)
+        commit = self._phase('commit', request, remote_archive)
+        action._step('committing (%s; %.3f s of it on the target)' % (action._how, commit['seconds']))
+        return commit['done']
+
+    def finish(self):
+        return None
+
+    def _phase(self, phase, request, archive):
+        outcome = self.action._run_phase(self.options, phase, request, archive, self.task_vars)
+        if outcome.get('failed'):
+            raise _PhaseFailed(outcome)
+        return outcome
 
 
 class ActionModule(ActionBase):
@@ -112,22 +156,24 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
-        local_archive = None
         self._facts = {}    # the discovered interpreter, when discovery ran for this task
         self._warnings = []
+        target = None
         try:
-            outcome, local_archive = self._publish(task_vars or {})
+            target, outcome = self._publish(task_vars or {})
             result.update(outcome)
             if self._facts:
                 result.setdefault('ansible_facts', {}).update(self._facts)
             if self._warnings:
                 result['warnings'] = list(result.get('warnings') or []) + self._warnings
+        except _PhaseFailed as e:
+            result.update(e.outcome)
         except ValueError as e:   # PlanError, LayoutError, InvalidName, DocumentError, ...
             result.update(failed=True, changed=False, msg=to_text(e))
         finally:
-            if local_archive:
+            if target is not None and target.local_archive:
                 try:
-                    os.unlink(local_archive)
+                    os.unlink(target.local_archive)
                 except OSError:
                     pass
             self._remove_tmp_path(self._connection._shell.tmpdir)
@@ -145,72 +191,39 @@ class ActionModule(ActionBase):
         self._clock = now
 
     def _publish(self, task_vars):
+        """Options -> ``_publish.run`` with this host's web root as the target; ``(target, result)``."""
         self._clock = time.monotonic()
         self._how = self._interpreter = None
         dummy, args = self.validate_argument_spec(argument_spec=argument_spec(), required_if=REQUIRED_IF)
         internal = sorted(k for k in self._task.args if k.startswith('_'))
         if internal:
             raise ValueError('options %s are internal to the action plugin' % ', '.join(internal))
-        mapping = _plan.Mapping(args['site_layout'], args['name'], args['base_url'],
-                                args['cas_template'], args['index_template'])
-        state, prune, force = args['state'], args['prune'], args['force']
-        pub = None
-        layout = None
-        if state == 'present' or (args['tags'] is None and args['src']):
-            layout = Layout(self._layout_path(args['src']))
-        if state == 'present':
-            pub = _plan.publication(layout, mapping, _plan.tag_pairs(args['tags'], layout.tags()))
-            ops = _plan.index_ops('present', pub['entries'])
-            sample = pub['blobs'][-1]['digest'] if pub['blobs'] else None
-        else:
-            if args['tags'] is None and layout is None:
-                raise ValueError('state=absent needs the tags to remove (tags), or src to take them from')
-            pairs = _plan.tag_pairs(args['tags'], layout.tags() if layout else None)
-            ops = _plan.index_ops('absent', tags=[dest for src, dest in pairs])
-            sample = None
-        mapping.check_templates(sample)
-        self._step('validating the layout (%d blobs)' % len(pub['blobs']) if pub else 'validating the options')
+        site = SiteLayout(args['site_layout'], args['name'], base_url=args['base_url'],
+                          cas_template=args['cas_template'], index_template=args['index_template'])
+        request = _publish.Request(site, state=args['state'], tags=args['tags'], force=args['force'],
+                                   prune=args['prune'])
+        layout = Layout(self._layout_path(args['src'])) if _publish.needs_layout(request, bool(args['src'])) else None
+        target = _PhaseTarget(self, dict((k, args[k]) for k in WEB_ROOT_OPTIONS), task_vars)
+        outcome = _publish.run(target, request, layout, check_mode=self._task.check_mode)
+        result = dict(outcome.result)
+        if self._task.diff:
+            result['diff'] = outcome.diff
+        return target, result
 
-        root = args['root']
-
-        def describe(key):
-            return posixpath.join(root, key)
-
-        target_options = dict((k, args[k]) for k in _TARGET_OPTIONS)
-        probe = self._run_phase(target_options, 'probe', _plan.probe_request(
-            mapping, ops, pub['blobs'] if pub else (), prune, force), None, task_vars)
-        if probe.get('failed'):
-            return probe, None
-        self._step('probing the site (%s; %.3f s of it on the target)' % (self._how, probe['seconds']))
-        plan = _plan.make_plan(mapping, ops, pub, probe['probe'], describe, force, prune)
-
-        if self._task.check_mode or not plan['changed']:
-            return self._report(mapping, plan), None
-
-        local_archive = remote_archive = None
-        if plan['send']:
-            fd, local_archive = tempfile.mkstemp(prefix='oci-blobs-', suffix='.tar', dir=C.DEFAULT_LOCAL_TMP)
-            with os.fdopen(fd, 'wb') as f:
-                write_blob_archive(f, plan['send'], lambda digest: open(layout.blob_path(digest), 'rb'))
-            self._step('writing the archive of %d blobs (%d bytes)' % (len(plan['send']), plan['send_bytes']))
-            tmpdir = self._connection._shell.tmpdir or self._make_tmp_path()
-            remote_archive = self._connection._shell.join_path(tmpdir, 'oci-blobs.tar')
-            self._transfer_file(local_archive, remote_archive)
-            self._fixup_perms2((tmpdir, remote_archive), execute=False)
-            self._step('transferring the archive')
-            if plan['send_bytes'] >= _COMPRESSED_SSH_WARNING_BYTES and self._ssh_compresses():
-                self._warnings.append(
-                    '%d MiB of blobs went through ssh with compression on (-C in ssh_args, Ansible\'s default). '
-                    'Layers are compressed already: set ansible_ssh_args without -C for publisher hosts, e.g. '
-                    '"-o ControlMaster=auto -o ControlPersist=60s", for quicker transfers and less CPU on both ends.'
-                    % (plan['send_bytes'] // (1024 * 1024)))
-
-        request = dict((k, plan[k]) for k in _COMMIT_KEYS)
-        commit = self._run_phase(target_options, 'commit', request, remote_archive, task_vars)
-        if commit.get('failed'):
-            return commit, local_archive
-        self._step('committing (%s; %.3f s of it on the target)' % (self._how, commit['seconds']))
-        return self._report(mapping, plan, commit['done']), local_archive
+    def _send_archive(self, local_archive, send_bytes):
+        """Transfer the blob archive to the host's temp dir; its path there."""
+        tmpdir = self._connection._shell.tmpdir or self._make_tmp_path()
+        remote_archive = self._connection._shell.join_path(tmpdir, 'oci-blobs.tar')
+        self._transfer_file(local_archive, remote_archive)
+        self._fixup_perms2((tmpdir, remote_archive), execute=False)
+        self._step('transferring the archive')
+        if send_bytes >= _COMPRESSED_SSH_WARNING_BYTES and self._ssh_compresses():
+            self._warnings.append(
+                '%d MiB of blobs went through ssh with compression on (-C in ssh_args, Ansible\'s default). '
+                'Layers are compressed already: set ansible_ssh_args without -C for publisher hosts, e.g. '
+                '"-o ControlMaster=auto -o ControlPersist=60s", for quicker transfers and less CPU on both ends.'
+                % (send_bytes // (1024 * 1024)))
+        return remote_archive
 
     def _run_phase(self, options, phase, request, archive, task_vars):
         """Run a target phase (``_target.run_phase``) directly where possible, else as a module run."""
@@ -281,10 +294,4 @@ class ActionModule(ActionBase):
                     'msg': 'the %s phase on the target (%s) failed (rc %s): %s' % (
                         params['_phase'], self._interpreter, res.get('rc'),
                         (res.get('stderr') or res.get('stdout') or 'no output').strip()[-2000:])}
-        return outcome
-
-    def _report(self, mapping, plan, done=None):
-        outcome = _plan.summary(mapping, plan, done)
-        if self._task.diff:
-            outcome['diff'] = _plan.diff(mapping, plan, done)
         return outcome

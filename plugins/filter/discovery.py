@@ -11,6 +11,7 @@ from ansible.module_utils.common.text.converters import to_native
 
 from ansible_collections.oci.discovery.plugins.module_utils._digests import DigestError, parse_digest
 from ansible_collections.oci.discovery.plugins.module_utils._names import InvalidName, parse_name
+from ansible_collections.oci.discovery.plugins.module_utils._spec import CAS_PROTOCOL
 from ansible_collections.oci.discovery.plugins.module_utils._templates import TemplateError, cas_uri
 
 
@@ -28,7 +29,7 @@ def cas_url(value, template, name=None, base=None):
     """Expand a CAS template (or a casEngines entry) for a digest (or a descriptor)."""
     digest = value.get('digest') if isinstance(value, dict) else value
     if isinstance(template, dict):
-        if template.get('protocol') != 'oci-cas-template-v1' or not isinstance(template.get('uri'), str):
+        if template.get('protocol') != CAS_PROTOCOL or not isinstance(template.get('uri'), str):
             raise AnsibleFilterError('cas_url: the CAS engine %r is not an oci-cas-template-v1 engine with a uri'
                                      % (template,))
         template = template['uri']

@@ -46,7 +46,7 @@ class Digest(namedtuple('Digest', 'algorithm encoded')):
     def __str__(self):
         return '%s:%s' % (self.algorithm, self.encoded)
 
-    def variables(self):
+    def variables(self) -> dict:
         """The CAS template variables for this digest."""
         return {'digest': str(self), 'algorithm': self.algorithm, 'encoded': self.encoded}
 
@@ -55,7 +55,7 @@ class Digest(namedtuple('Digest', 'algorithm encoded')):
         return hashlib.new(self.algorithm)
 
 
-def parse_digest(text):
+def parse_digest(text: str) -> 'Digest':
     """Parse ``text`` (or pass a Digest through); raise DigestError naming it."""
     if isinstance(text, Digest):
         return text
@@ -74,7 +74,7 @@ def parse_digest(text):
     return Digest(algorithm, encoded)
 
 
-def digest_bytes(data, algorithm='sha256'):
+def digest_bytes(data: bytes, algorithm: str = 'sha256') -> str:
     """Return the digest string (``algorithm:hex``) of ``data``."""
     if algorithm not in ALGORITHMS:
         raise DigestError('unsupported algorithm %r (supported: %s)'
@@ -102,7 +102,7 @@ class Verifier:
         self.count = 0
         self._hash = self.digest.hasher()
 
-    def update(self, chunk):
+    def update(self, chunk: bytes) -> None:
         """Feed the next chunk (bytes, bytearray or memoryview)."""
         self.count += len(chunk)
         if self.count > self.size:
@@ -140,7 +140,7 @@ def _chunks(fileobj, chunk_size):
         yield view[:n]
 
 
-def verify_file(path, digest, size, chunk_size=CHUNK_SIZE, what=None):
+def verify_file(path: str, digest: str, size: int, chunk_size: int = CHUNK_SIZE, what: str = None):
     """Stream the file at ``path`` through a Verifier (bounded memory, each byte read once)."""
     what = what or path
     verifier = Verifier(digest, size, what)
@@ -153,7 +153,7 @@ def verify_file(path, digest, size, chunk_size=CHUNK_SIZE, what=None):
     verifier.finish()
 
 
-def copy_verified(src_fileobj, dst_fileobj, digest, size, what, chunk_size=CHUNK_SIZE):
+def copy_verified(src_fileobj, dst_fileobj, digest: str, size: int, what: str, chunk_size: int = CHUNK_SIZE) -> int:
     """Copy ``src_fileobj`` to ``dst_fileobj`` while verifying it; return the byte count.
 
     Nothing beyond ``size`` bytes is written. The caller discards the

@@ -18,6 +18,7 @@ import math
 import re
 
 from ansible_collections.oci.discovery.plugins.module_utils._digests import DigestError, parse_digest
+from ansible_collections.oci.discovery.plugins.module_utils._spec import CAS_PROTOCOL, INDEX_PROTOCOL
 
 REF_NAME = 'org.opencontainers.image.ref.name'
 MT_INDEX = 'application/vnd.oci.image.index.v1+json'
@@ -34,7 +35,7 @@ MAX_DEPTH = 64
 # RFC 6838 section 4.2 type/subtype names (as in the image spec's JSON schema).
 _MEDIA_TYPE = re.compile(r'[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}\Z')
 # Protocols this collection uses; their configs must carry a string "uri".
-_URI_PROTOCOLS = ('oci-index-template-v1', 'oci-cas-template-v1')
+_URI_PROTOCOLS = (INDEX_PROTOCOL, CAS_PROTOCOL)
 
 
 class DocumentError(ValueError):
@@ -92,7 +93,7 @@ def _check_text(text, what):
         raise DocumentError('%s: JSON string %r is not valid Unicode (lone surrogate)' % (what, text[:40]))
 
 
-def load_json(data, what, max_bytes=None):
+def load_json(data: bytes, what: str, max_bytes: int = None):
     """Parse ``data`` (UTF-8 bytes) strictly; raise DocumentError naming ``what``.
 
     Rejected: more than ``max_bytes`` bytes, invalid UTF-8 (or a BOM), duplicate
@@ -120,7 +121,7 @@ def load_json(data, what, max_bytes=None):
     return obj
 
 
-def canonical_json(obj):
+def canonical_json(obj) -> bytes:
     """Return ``obj`` as canonical JSON bytes: sorted keys, compact, UTF-8, no newline."""
     return json.dumps(obj, sort_keys=True, separators=(',', ':'), ensure_ascii=False,
                       allow_nan=False).encode('utf-8')
@@ -189,7 +190,7 @@ def _platform(desc, what):
     _string_list(platform, 'features', what)
 
 
-def validate_descriptor(obj, what):
+def validate_descriptor(obj, what: str) -> dict:
     """Check an OCI content descriptor (mediaType, digest, size, optional fields); return it."""
     _object(obj, what)
     media_type = _field(obj, 'mediaType', str, what)
@@ -214,7 +215,7 @@ def _descriptors(obj, key, what):
         validate_descriptor(item, '%s: %s[%d]' % (what, key, i))
 
 
-def validate_manifest(obj, what):
+def validate_manifest(obj, what: str) -> dict:
     """Check an image manifest (schemaVersion 2, config, layers); return it."""
     _object(obj, what)
     _schema_version(obj, what, MANIFEST_TYPES)
@@ -226,7 +227,7 @@ def validate_manifest(obj, what):
     return obj
 
 
-def validate_index(obj, what):
+def validate_index(obj, what: str) -> dict:
     """Check an image index (schemaVersion 2, manifests); return it."""
     _object(obj, what)
     _schema_version(obj, what, INDEX_TYPES)
@@ -239,7 +240,7 @@ def validate_index(obj, what):
 
 # -- image-index entries ----------------------------------------------------
 
-def new_index():
+def new_index() -> dict:
     """An empty OCI image index."""
     return {'schemaVersion': 2, 'mediaType': MT_INDEX, 'manifests': []}
 
@@ -254,7 +255,7 @@ def _check_tag(tag):
         raise DocumentError('invalid tag %r: a tag is a non-empty string' % (tag,))
 
 
-def index_entries(index, tag):
+def index_entries(index: dict, tag: str) -> list:
     """The ``manifests`` entries whose ref name is ``tag``; every entry when ``tag`` is ''."""
     entries = index.get('manifests') or []
     if not tag:
@@ -262,7 +263,7 @@ def index_entries(index, tag):
     return [entry for entry in entries if _tag_of(entry) == tag]
 
 
-def index_set_tag(index, tag, descriptors):
+def index_set_tag(index: dict, tag: str, descriptors: list) -> bool:
     """Make ``descriptors`` the entries of ``tag``; return whether the index changed.
 
     Each descriptor is copied with ``annotations[REF_NAME] = tag``. The new
@@ -291,7 +292,7 @@ def index_set_tag(index, tag, descriptors):
     return True
 
 
-def index_remove_tag(index, tag):
+def index_remove_tag(index: dict, tag: str) -> bool:
     """Remove every entry of ``tag``; return whether the index changed."""
     _check_tag(tag)
     old = index.get('manifests') or []
@@ -317,8 +318,8 @@ def _engines(obj, key, what):
     return engines
 
 
-def validate_ref_engines(obj, what):
-    """Check a ref-engines object (DISCOVERY.md 2.2); return it.
+def validate_ref_engines(obj, what: str) -> dict:
+    """Check a ref-engines object (``application/vnd.oci.ref-engines.v1+json``); return it.
 
     An object with optional ``refEngines`` and ``casEngines`` arrays of objects
     that each have a string ``protocol``; the protocols this collection speaks
@@ -340,7 +341,7 @@ def _dedup(engines):
     return result
 
 
-def build_ref_engines(ref_engines=(), cas_engines=()):
+def build_ref_engines(ref_engines=(), cas_engines=()) -> dict:
     """A ref-engines object with the given engine configs (empty lists left out, duplicates dropped)."""
     obj = {}
     for key, engines in zip(_ENGINE_KEYS, (ref_engines, cas_engines)):
@@ -349,7 +350,7 @@ def build_ref_engines(ref_engines=(), cas_engines=()):
     return validate_ref_engines(obj, 'ref-engines object')
 
 
-def merge_ref_engines(existing, managed, exclusive=False):
+def merge_ref_engines(existing: dict, managed: dict, exclusive: bool = False) -> dict:
     """Merge the ``managed`` ref-engines object into ``existing`` (which may be None).
 
     Engines others wrote are kept, in their order, and the managed ones not

@@ -21,10 +21,9 @@ from ansible_collections.oci.discovery.plugins.module_utils._digests import (
 from ansible_collections.oci.discovery.plugins.module_utils._documents import (
     INDEX_TYPES, MANIFEST_TYPES, REF_NAME, DocumentError, index_entries, load_json,
     validate_descriptor, validate_index, validate_manifest)
+from ansible_collections.oci.discovery.plugins.module_utils._spec import (
+    LAYOUT_VERSION, MAX_DOCUMENT_BYTES, MAX_INDEX_BYTES)
 
-LAYOUT_VERSION = '1.0.0'
-MAX_INDEX_BYTES = 16 * 1024 * 1024      # index.json
-MAX_DOCUMENT_BYTES = 4 * 1024 * 1024    # a manifest or index blob (registries use 4 MiB)
 MAX_HEADER_BYTES = 64 * 1024            # oci-layout
 
 

@@ -155,7 +155,7 @@ def _split_host(text, fail):
 
 
 def parse_name(text):
-    """Parse a host-based image name (DISCOVERY.md section 1) into an ImageName.
+    """Parse a host-based image name (``host "/" path-rootless ["#" fragment]``) into an ImageName.
 
     Raises InvalidName, quoting the name and saying what is wrong.
     """

@@ -40,100 +40,31 @@ What this store does that a plain upload loop does not:
   that cannot compare-and-swap: publish one family from one place at a time
   there. (Ceph RGW, AWS S3 and MinIO implement both conditions.)
 
-The metadata ledger
--------------------
-LIST gives key, size, ETag and LastModified, but not Content-Type or
-Cache-Control; only HEAD (or GET) does. S3 cannot change an object's metadata
-in place: any change (a PUT, or a copy onto itself as ``aws s3 cp
---metadata-directive REPLACE`` does) writes a new object with a new
-LastModified. So the store keeps a private *ledger* object,
-``<prefix>.oci-discovery/s3-ledger.json``, recording for each CAS object the
-ETag, size and LastModified at which its Content-Type, Cache-Control and
-Content-Encoding were last seen to be right (from this store's own writes or a
-HEAD). When checking blobs that already exist:
-
-* ledger entry matches the LIST (same ETag, size and LastModified) and records
-  the expected headers: nothing to do, no request;
-* ledger entry matches but records other headers (the expected ones changed,
-  e.g. a new ``cache_control`` option): drifted, no request;
-* no entry, or the LIST shows a newer write: one HEAD for that object.
-
-A re-run over an unchanged bucket therefore does one GET (the ledger), the LIST
-pages and no HEAD and no PUT; a Content-Type changed behind the module's back
-shows up as a new LastModified and costs one HEAD. The ledger is a cache:
-losing it, or a concurrent writer's entries, only costs HEADs, never a wrong
-answer; an unreadable ledger is ignored (and rewritten). It is written, with
-the same conditional PUT as documents, only when entries were learnt. Limit:
-on stores whose LIST gives LastModified in whole seconds (AWS S3), a metadata
-change made within the same second as the store's own last write of that
-object is not noticed; Ceph RGW and MinIO list milliseconds.
+The ledger that finds objects with drifted headers without a HEAD each is in
+``_s3_ledger``; botocore errors are classified and translated in
+``_s3_errors``.
 """
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import contextlib
-import json
 import threading
 import time
 
-from ansible_collections.oci.discovery.plugins.module_utils._digests import VerificationError, Verifier
-from ansible_collections.oci.discovery.plugins.module_utils._stores import (
-    STATE_DIR, Store, StoreError, check_key)
-
-try:
-    from botocore.exceptions import BotoCoreError, ClientError
-except ImportError:  # the module reports the missing library
-    BotoCoreError = ClientError = None
+from ansible_collections.oci.discovery.plugins.module_utils._digests import Verifier
+from ansible_collections.oci.discovery.plugins.module_utils._s3_errors import (
+    S3Error, error_details, is_boto_error, s3_error, translated, unsupported_condition, upload_error)
+from ansible_collections.oci.discovery.plugins.module_utils._s3_ledger import (
+    LIST_PAGE, MetadataLedger, drifted_headers, listed_time, thread_pool)
+from ansible_collections.oci.discovery.plugins.module_utils._spec import MAX_INDEX_BYTES
+from ansible_collections.oci.discovery.plugins.module_utils._stores import Store, StoreError, check_key
 
 MIB = 1024 * 1024
 CHARSET = '; charset=utf-8'
 BLOB_CACHE_CONTROL = 'public, max-age=31536000, immutable'
 DOCUMENT_CACHE_CONTROL = 'public, max-age=60'
-LEDGER_KEY = STATE_DIR + '/s3-ledger.json'
-LEDGER_FORMAT = 'oci.discovery/s3-ledger/v1'
-MAX_LEDGER_BYTES = 256 * MIB
-LIST_PAGE = 1000
 CONDITIONAL_MODES = ('auto', 'always', 'never')
-
-
-class S3Error(StoreError):
-    """An S3 request that failed; the message names the bucket/key, the operation and the status."""
-
-    def __init__(self, message, code=None, status=None):
-        super(S3Error, self).__init__(message)
-        self.code = code
-        self.status = status
-
-
-def error_details(exc):
-    """(code, HTTP status, message) of a botocore error; (None, None, str) otherwise."""
-    response = getattr(exc, 'response', None) or {}
-    error = response.get('Error') or {}
-    status = (response.get('ResponseMetadata') or {}).get('HTTPStatusCode')
-    code = error.get('Code')
-    message = error.get('Message')
-    return code, status, message or str(exc)
-
-
-def _is_client_error(exc):
-    return ClientError is not None and isinstance(exc, ClientError)
-
-
-def _is_aws_error(exc):
-    return (ClientError is not None and isinstance(exc, (ClientError, BotoCoreError)))
-
-
-def _explain(code, status):
-    if code in ('InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'InvalidToken',
-                'ExpiredToken') or status == 403:
-        return ' (check access_key/secret_key/session_token/profile and the bucket policy)'
-    if code == 'NoSuchBucket':
-        return ' (the bucket does not exist; create it first, e.g. with the s3_publisher role)'
-    if code == 'MissingContentLength' or status == 411:
-        return (' (the store rejects aws-chunked request checksums: set aws_config '
-                'request_checksum_calculation=when_required)')
-    return ''
 
 
 class _CancelUploads(Exception):
@@ -219,15 +150,7 @@ def _subscriber(on_queued=None, on_done=None):
     return _Subscriber()
 
 
-def _timestamp(value):
-    """A LastModified from LIST as text (what the ledger compares)."""
-    try:
-        return '%.3f' % value.timestamp()
-    except AttributeError:
-        return str(value)
-
-
-class S3Store(Store):
+class S3Store(MetadataLedger, Store):
     """A site in an S3 bucket under ``prefix`` (the interface of ``_stores.Store``, plus batch operations).
 
     ``client`` is a boto3 S3 client (thread-safe; shared by the worker
@@ -289,35 +212,36 @@ class S3Store(Store):
         with self._counter_lock:
             self.requests[what] += n
 
-    def _error(self, exc, operation, key=None, what=None):
-        """An S3Error naming the object (or bucket), the operation, the code and the status."""
-        if isinstance(exc, StoreError):
-            return exc
-        where = what or (self.describe(key) if key is not None else 's3://%s/%s' % (self.bucket, self.prefix))
-        code, status, message = error_details(exc)
-        if _is_client_error(exc) and (not code or code == str(status)):
-            detail = 'HTTP %s %s' % (status, message)   # a HEAD: no body, so no error code
-        elif _is_client_error(exc):
-            detail = '%s%s: %s' % (code, ' (HTTP %s)' % status if status else '', message)
-        else:
-            detail = message
-        return S3Error('%s: %s failed: %s%s' % (where, operation, detail, _explain(code, status)),
-                       code=code, status=status)
-
     # -- reading ---------------------------------------------------------------
 
     def check_bucket(self):
         """Fail early and clearly when the bucket is missing or the credentials are wrong."""
-        try:
-            self.client.head_bucket(Bucket=self.bucket)
-        except Exception as e:  # noqa: BLE001 (botocore or transport errors, reported by name)
-            if not _is_aws_error(e):
-                raise
-            code, status, dummy = error_details(e)
-            if status == 404 or code in ('NoSuchBucket', '404', 'NotFound'):
+        with translated('HeadBucket', 's3://%s' % self.bucket):
+            try:
+                self.client.head_bucket(Bucket=self.bucket)
+            except is_boto_error(codes=('NoSuchBucket', '404', 'NotFound'), statuses=(404,)):
                 raise S3Error('s3://%s: the bucket does not exist (create it first, e.g. with the '
                               's3_publisher role)' % self.bucket, code='NoSuchBucket', status=404)
-            raise self._error(e, 'HeadBucket', what='s3://%s' % self.bucket)
+
+    def check(self):
+        self.check_bucket()
+
+    def inspect(self, blobs, documents):
+        """Blobs and documents served with the wrong headers (``check_metadata``, ``document_drifted``)."""
+        items = self.check_metadata(blobs)
+        items.extend({'key': key, 'document': media_type} for key, media_type in sorted(documents.items())
+                     if self.document_drifted(key, media_type))
+        return items
+
+    def fix(self, items):
+        """Copy drifted blobs onto themselves; rewrite drifted documents as they are (a conditional PUT)."""
+        self.fix_metadata([item for item in items if 'document' not in item])
+        for item in items:
+            if 'document' in item:
+                self.update_document(item['key'], lambda raw: None, item['document'], MAX_INDEX_BYTES)
+
+    def finish(self):
+        self.save_ledger()
 
     def _list_prefix(self, key_prefix):
         """Every object under ``prefix + key_prefix``: {store key: (size, etag, last_modified)}."""
@@ -332,15 +256,11 @@ class S3Store(Store):
             params = dict(Bucket=self.bucket, Prefix=full, MaxKeys=LIST_PAGE)
             if token:
                 params['ContinuationToken'] = token
-            try:
+            with translated('ListObjectsV2', 's3://%s/%s' % (self.bucket, full)):
                 page = self.client.list_objects_v2(**params)
-            except Exception as e:  # noqa: BLE001
-                if not _is_aws_error(e):
-                    raise
-                raise self._error(e, 'ListObjectsV2', what='s3://%s/%s' % (self.bucket, full))
             self._count('list_pages')
             for obj in page.get('Contents') or ():
-                objects[obj['Key'][start:]] = (obj['Size'], obj.get('ETag'), _timestamp(obj.get('LastModified')))
+                objects[obj['Key'][start:]] = (obj['Size'], obj.get('ETag'), listed_time(obj.get('LastModified')))
             if not page.get('IsTruncated'):
                 break
             token = page.get('NextContinuationToken')
@@ -375,31 +295,22 @@ class S3Store(Store):
 
     def _get(self, key, max_bytes):
         """(bytes, etag, headers) of an object, or (None, None, None) when it does not exist."""
-        try:
-            response = self.client.get_object(Bucket=self.bucket, Key=self.object_key(key))
-        except Exception as e:  # noqa: BLE001
-            if not _is_aws_error(e):
-                raise
-            code, status, dummy = error_details(e)
-            if code in ('NoSuchKey', '404') or status == 404:
-                if code == 'NoSuchBucket':
-                    raise self._error(e, 'GetObject', key)
+        with translated('GetObject', self.describe(key)):
+            try:
+                response = self.client.get_object(Bucket=self.bucket, Key=self.object_key(key))
+            except is_boto_error(codes=('NoSuchKey', '404'), statuses=(404,)) as e:
+                if error_details(e)[0] == 'NoSuchBucket':
+                    raise
                 self._count('get')
                 return None, None, None
-            raise self._error(e, 'GetObject', key)
         self._count('get')
         body = response['Body']
         try:
             length = response.get('ContentLength')
             if length is not None and length > max_bytes:
                 raise StoreError('%s: %d bytes, larger than the limit of %d' % (self.describe(key), length, max_bytes))
-            data = body.read(max_bytes + 1)
-        except StoreError:
-            raise
-        except Exception as e:  # noqa: BLE001 (connection dropped while reading)
-            if not _is_aws_error(e):
-                raise
-            raise self._error(e, 'GetObject (reading the body)', key)
+            with translated('GetObject (reading the body)', self.describe(key)):   # the connection dropped
+                data = body.read(max_bytes + 1)
         finally:
             body.close()
         if len(data) > max_bytes:
@@ -417,7 +328,7 @@ class S3Store(Store):
     def document_drifted(self, key, media_type):
         """Whether a document last read by ``read`` is served with the wrong headers."""
         data, dummy, headers = self._documents.get(key, (None, None, None))
-        return data is not None and _drifted(headers, *self.document_headers(media_type))
+        return data is not None and drifted_headers(headers, *self.document_headers(media_type))
 
     def _remember_written(self, key, size):
         """Keep cached listings true after a write (the stat after the uploads needs no new LIST)."""
@@ -457,10 +368,10 @@ class S3Store(Store):
         config.max_in_memory_upload_chunks = max(2, self.max_concurrency // 2)
         return create_transfer_manager(self.client, config)
 
-    def put_blobs(self, blobs, open_blob):
+    def put_blobs(self, blobs, source):
         """Upload blobs in parallel; ``blobs`` are the plan's dicts (key, digest, size, mediaType).
 
-        ``open_blob(blob)`` returns a binary file object (opened only when a
+        ``source.open(blob)`` returns a binary file object (called only when a
         slot in the bounded window is free, so at most about twice
         ``max_concurrency`` files are open). Each upload is verified on the way;
         the first failure cancels the rest and is raised naming the blob.
@@ -476,7 +387,7 @@ class S3Store(Store):
         blobs = list(blobs)
         small = [b for b in blobs if b['size'] < self.multipart_threshold]
         large = [b for b in blobs if b['size'] >= self.multipart_threshold]
-        return self._put_small_blobs(small, open_blob) + self._put_large_blobs(large, open_blob)
+        return self._put_small_blobs(small, source.open) + self._put_large_blobs(large, source.open)
 
     def _put_small_blobs(self, blobs, open_blob):
         """One verified PutObject per blob, ``max_concurrency`` at a time; the first failure stops the rest."""
@@ -499,9 +410,9 @@ class S3Store(Store):
                 self.client.put_object(Bucket=self.bucket, Key=self.object_key(key), Body=data,
                                        **self._extra(content_type, cache_control))
             except Exception as e:  # noqa: BLE001 (reported below, once)
-                state.fail(_upload_error(self, e, key, 'blob %s' % blob['digest']))
+                state.fail(upload_error(e, 'blob %s' % blob['digest'], self.describe(key)))
 
-        with _pool(self.max_concurrency) as pool:
+        with thread_pool(self.max_concurrency) as pool:
             for dummy in pool.map(put, blobs):
                 pass
         if state.error is not None:
@@ -545,7 +456,7 @@ class S3Store(Store):
                     try:
                         future.result()
                     except Exception as e:  # noqa: BLE001 (reported below, once)
-                        state.fail(_upload_error(self, e, key, 'blob %s' % digest))
+                        state.fail(upload_error(e, 'blob %s' % digest, self.describe(key)))
 
                 future = manager.upload(
                     reader, self.bucket, self.object_key(key),
@@ -567,15 +478,11 @@ class S3Store(Store):
             try:
                 future.result()
             except Exception as e:  # noqa: BLE001
-                raise _upload_error(self, e, blob['key'], 'blob %s' % blob['digest'])
+                raise upload_error(e, 'blob %s' % blob['digest'], self.describe(blob['key']))
             self._count('upload')
             self._learnt[blob['key']] = self.blob_headers(blob.get('mediaType'))
             self._remember_written(blob['key'], blob['size'])
         return total
-
-    def put_blob(self, key, fileobj, digest, size, media_type=None):
-        blob = {'key': key, 'digest': digest, 'size': size, 'mediaType': media_type}
-        return self.put_blobs([blob], lambda b: fileobj)
 
     def put_document(self, key, data, media_type):
         content_type, cache_control = self.document_headers(media_type)
@@ -590,11 +497,8 @@ class S3Store(Store):
         if condition:
             params.update(condition)
         try:
-            response = self.client.put_object(**params)
-        except Exception as e:  # noqa: BLE001
-            if not _is_aws_error(e):
-                raise
-            raise self._error(e, 'PutObject', key)
+            with translated('PutObject', self.describe(key)):
+                response = self.client.put_object(**params)
         finally:
             self._count('put')
         return response.get('ETag')
@@ -621,7 +525,7 @@ class S3Store(Store):
                         or e.status == 409 and e.code == 'ConditionalRequestConflict':
                     self._conflict_etag = etag
                     return False
-                if self.conditional_writes == 'auto' and _unsupported_condition(e):
+                if self.conditional_writes == 'auto' and unsupported_condition(e):
                     self.conditional_writes = 'never'
                     self.warnings.append(
                         '%s: the store does not support conditional writes (%s); falling back to '
@@ -655,7 +559,7 @@ class S3Store(Store):
                 self._etag_mismatch(key)
             after = update(before)
             if after is None or after == before:
-                if before is None or not fix_headers or not _drifted(headers, content_type, cache_control):
+                if before is None or not fix_headers or not drifted_headers(headers, content_type, cache_control):
                     return first_before, first_before
                 if self._conditional_put(key, before, content_type, cache_control, etag, acl):
                     self.fixed.append(key)
@@ -689,12 +593,8 @@ class S3Store(Store):
                              'falling back to unconditional writes with read-back verification' % self.describe(key))
 
     def delete(self, key):
-        try:
+        with translated('DeleteObject', self.describe(key)):
             self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key))
-        except Exception as e:  # noqa: BLE001
-            if not _is_aws_error(e):
-                raise
-            raise self._error(e, 'DeleteObject', key)
         self._count('delete')
         for objects in self._listings.values():
             objects.pop(key, None)
@@ -703,78 +603,15 @@ class S3Store(Store):
 
     # -- metadata drift ------------------------------------------------------------
 
-    def _load_ledger(self):
-        if self._ledger_loaded:
-            return self._ledger
-        self._ledger_loaded = True
-        self._ledger, self._ledger_etag, self._ledger_raw = {}, None, None
-        if not self.use_ledger:
-            return self._ledger
-        data, etag, dummy = self._get(LEDGER_KEY, MAX_LEDGER_BYTES)
-        self._ledger_etag, self._ledger_raw = etag, data
-        if data is not None:
-            self._ledger = _parse_ledger(data)
-            if self._ledger is None:
-                self._ledger = {}
-                self.warnings.append('%s: unreadable metadata ledger ignored (it is rebuilt; this run '
-                                     'checks existing objects with HEAD)' % self.describe(LEDGER_KEY))
-        return self._ledger
-
     def _head(self, key):
         try:
-            response = self.client.head_object(Bucket=self.bucket, Key=self.object_key(key))
-        except Exception as e:  # noqa: BLE001
-            if not _is_aws_error(e):
-                raise
-            raise self._error(e, 'HeadObject', key)
+            with translated('HeadObject', self.describe(key)):
+                response = self.client.head_object(Bucket=self.bucket, Key=self.object_key(key))
         finally:
             self._count('head')
         return {'content_type': response.get('ContentType'), 'cache_control': response.get('CacheControl'),
                 'content_encoding': response.get('ContentEncoding'), 'metadata': response.get('Metadata') or {},
                 'etag': response.get('ETag'), 'size': response.get('ContentLength')}
-
-    def check_metadata(self, blobs):
-        """Which existing blobs have the wrong headers. ``blobs``: the plan's dicts (key, mediaType).
-
-        Uses the LIST already made by ``stat`` and the ledger; HEADs only
-        objects the ledger cannot vouch for, in parallel. Returns a list of
-        dicts (key, size, etag, current and expected content_type and
-        cache_control), in the order given.
-        """
-        blobs = list(blobs)
-        if not blobs:
-            return []
-        objects = self.listing([b['key'] for b in blobs])
-        ledger = self._load_ledger()
-        drifted, to_head = [], []
-        for blob in blobs:
-            key = blob['key']
-            if key not in objects:
-                continue
-            size, etag, last_modified = objects[key]
-            expected = self.blob_headers(blob.get('mediaType'))
-            entry = ledger.get(key)
-            if entry and entry[0] == etag and entry[1] == size and entry[2] == last_modified:
-                if (entry[3], entry[4]) != expected:
-                    drifted.append(_drift(key, size, etag, entry[3], entry[4], expected))
-                continue
-            to_head.append((blob, expected, size, etag))
-        if to_head:
-            with _pool(self.max_concurrency) as pool:
-                heads = list(pool.map(lambda item: self._head(item[0]['key']), to_head))
-            for (blob, expected, size, etag), head in zip(to_head, heads):
-                key = blob['key']
-                current = (head['content_type'], head['cache_control'])
-                if current != expected or head['content_encoding']:
-                    d = _drift(key, size, etag, current[0], current[1], expected)
-                    d['metadata'] = head['metadata']
-                    d['content_encoding'] = head['content_encoding']
-                    drifted.append(d)
-                else:
-                    self._learnt[key] = expected
-        order = dict((b['key'], i) for i, b in enumerate(blobs))
-        drifted.sort(key=lambda d: order[d['key']])
-        return drifted
 
     def fix_metadata(self, drifted):
         """Copy each drifted object onto itself with the expected headers (no re-upload)."""
@@ -799,8 +636,8 @@ class S3Store(Store):
             for d, future in futures:
                 try:
                     future.result()
-                except Exception as e:  # noqa: BLE001
-                    errors.append(self._error(e, 'CopyObject (fixing Content-Type/Cache-Control)', d['key']))
+                except Exception as e:  # noqa: BLE001 (any transfer error, reported by name)
+                    errors.append(s3_error(e, 'CopyObject (fixing Content-Type/Cache-Control)', self.describe(d['key'])))
                     continue
                 self._count('copy')
                 self.fixed.append(d['key'])
@@ -809,73 +646,6 @@ class S3Store(Store):
         if errors:
             raise errors[0]
 
-    def save_ledger(self):
-        """Record what this store learnt about objects' headers (a conditional PUT; no-op when nothing new).
-
-        Objects written in this run are listed again to learn their new ETag
-        and LastModified: one LIST per object when few, else the whole prefix.
-        Returns whether the ledger was written.
-        """
-        if not self.use_ledger or not self._learnt:
-            return False
-        ledger = dict(self._load_ledger())
-        objects = {}
-        for listed in self._listings.values():
-            objects.update(listed)
-        written = sorted(self._written)
-        pages = max(1, (len(objects) + LIST_PAGE - 1) // LIST_PAGE)
-        if written and len(written) <= pages:
-            for key in written:
-                objects.update(self._list_one(key))
-        elif written:
-            self._listings.clear()
-            objects = self.listing(written)
-            objects.update(self.listing(list(self._learnt)))
-        new = {}
-        for key, (content_type, cache_control) in self._learnt.items():
-            size, etag, last_modified = objects.get(key, (None, None, None))
-            if etag is not None:
-                new[key] = [etag, size, last_modified, content_type, cache_control]
-        if all(ledger.get(k) == v for k, v in new.items()):
-            return False
-        # Entries of objects that a listing of this run shows are gone (pruned, deleted) are dropped.
-        gone = {}
-        for listed, listing in self._listings.items():
-            for key, entry in ledger.items():
-                if (self.prefix + key).startswith(listed) and key not in listing and key not in new:
-                    gone[key] = entry
-        self._documents[LEDGER_KEY] = (self._ledger_raw, self._ledger_etag, None)
-
-        def update(raw):
-            current = (_parse_ledger(raw) if raw is not None else None) or {}
-            merged = dict((k, v) for k, v in current.items() if gone.get(k) != v)
-            merged.update(new)
-            return _dump_ledger(merged) if merged != current or raw is None else None
-        try:
-            self._read_modify_write(LEDGER_KEY, update, 'application/json', 'no-store', MAX_LEDGER_BYTES, acl=False,
-                                    fix_headers=False)
-        except S3Error as e:
-            self.warnings.append('%s: not updated (%s); the next run checks the new objects with HEAD'
-                                 % (self.describe(LEDGER_KEY), e))
-            return False
-        self._learnt = {}
-        return True
-
-    def _list_one(self, key):
-        full = self.object_key(key)
-        try:
-            page = self.client.list_objects_v2(Bucket=self.bucket, Prefix=full, MaxKeys=1)
-        except Exception as e:  # noqa: BLE001
-            if not _is_aws_error(e):
-                raise
-            raise self._error(e, 'ListObjectsV2', key)
-        self._count('list_pages')
-        found = {}
-        for obj in page.get('Contents') or ():
-            if obj['Key'] == full:
-                found[key] = (obj['Size'], obj.get('ETag'), _timestamp(obj.get('LastModified')))
-        return found
-
 
 def _is_number(text):
     try:
@@ -883,170 +653,3 @@ def _is_number(text):
         return True
     except (TypeError, ValueError):
         return False
-
-
-def _drift(key, size, etag, content_type, cache_control, expected):
-    return {'key': key, 'size': size, 'etag': etag, 'content_type': content_type, 'cache_control': cache_control,
-            'expected_content_type': expected[0], 'expected_cache_control': expected[1]}
-
-
-def _drifted(headers, content_type, cache_control):
-    return bool(headers) and (headers.get('content_type') != content_type
-                              or headers.get('cache_control') != cache_control
-                              or bool(headers.get('content_encoding')))
-
-
-def _unsupported_condition(error):
-    if error.status == 501 or error.code == 'NotImplemented':
-        return True
-    text = str(error).lower()
-    return error.status == 400 and ('if-match' in text or 'if-none-match' in text) and 'not' in text
-
-
-def _upload_error(store, exc, key, what):
-    if isinstance(exc, (VerificationError, StoreError)):
-        return exc
-    if _is_aws_error(exc):
-        return store._error(exc, 'upload of %s' % what, key)
-    if isinstance(exc, (OSError, ValueError)):
-        return StoreError('%s (for %s): upload failed: %s' % (what, store.describe(key), exc))
-    return exc
-
-
-def _parse_ledger(data):
-    """The ledger's entries, or None when the object is not a ledger this code can read."""
-    try:
-        obj = json.loads(data.decode('utf-8'))
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(obj, dict) or obj.get('format') != LEDGER_FORMAT or not isinstance(obj.get('objects'), dict):
-        return None
-    entries = {}
-    for key, entry in obj['objects'].items():
-        if isinstance(entry, list) and len(entry) == 5:
-            entries[key] = entry
-    return entries
-
-
-def _dump_ledger(entries):
-    return json.dumps({'format': LEDGER_FORMAT, 'objects': entries}, sort_keys=True,
-                      separators=(',', ':')).encode('utf-8')
-
-
-@contextlib.contextmanager
-def _pool(workers):
-    from concurrent.futures import ThreadPoolExecutor
-    pool = ThreadPoolExecutor(max_workers=workers)
-    try:
-        yield pool
-    finally:
-        pool.shutdown(wait=True)
-
-
-# -- publishing: the one algorithm of _plan, with S3's parallel uploads and header fixes ----------
-
-def _open_blob(layout):
-    def open_blob(blob):
-        return open(layout.blob_path(blob['digest']), 'rb')
-    return open_blob
-
-
-def publish(store, mapping, layout=None, pairs=(), state='present', force=False, check_mode=False,
-            ref_engines=None, exclusive_ref_engines=False, prune=False, prune_min_age=86400):
-    """Publish (``state=present``) or remove (``absent``) tags in an S3 store; return ``(result, diff)``.
-
-    Everything that is not S3-specific is ``_plan``'s: the publication (the
-    layout validated for the chosen tags before anything is written), the
-    probe, the plan, and ``execute`` (the check that every referenced blob is
-    there, then the index merged by replaying the operations). This adds what
-    S3 needs: the missing blobs are uploaded in parallel before ``execute``
-    runs (so ``execute`` gets an empty send list), and existing objects whose
-    headers drifted are fixed by a copy onto themselves.
-
-    ``ref_engines`` is the managed ref-engines object to merge into the
-    well-known document, last (the code path ``oci.discovery.ref_engines``
-    uses for web roots: ``_plan.update_ref_engines`` through the store's
-    ``update_document``), or None to leave it alone. With ``mapping`` None
-    only the well-known document is published. Bad input and unreadable
-    documents fail before the first write.
-    """
-    from ansible_collections.oci.discovery.plugins.module_utils._documents import (
-        MT_INDEX, MT_LAYOUT_HEADER, MT_REF_ENGINES)
-    from ansible_collections.oci.discovery.plugins.module_utils._plan import (
-        MAX_REF_ENGINES_BYTES, WELL_KNOWN_KEY, diff, execute, index_ops, make_plan, probe, probe_request,
-        publication, summary, update_ref_engines)
-
-    store.check_bucket()
-    # -- plan (read-only) --
-    plan, blobs, drifted, documents = None, [], [], []
-    if mapping is not None:
-        pub = None
-        if state == 'present':
-            pub = publication(layout, mapping, pairs)
-            ops = index_ops('present', pub['entries'])
-        else:
-            ops = index_ops('absent', tags=[dest for dummy, dest in pairs])
-        blobs = pub['blobs'] if pub else []
-        plan = make_plan(mapping, ops, pub, probe(store, probe_request(mapping, ops, blobs, prune=prune, force=force)),
-                         store.describe, force, prune)
-        sending = set(b['key'] for b in plan['send'])
-        drifted = store.check_metadata([b for b in blobs if b['key'] not in sending])
-        documents.append((mapping.index_key, MT_INDEX))
-        if mapping.header_key:
-            documents.append((mapping.header_key, MT_LAYOUT_HEADER))
-    well_known = None
-    if ref_engines is not None:
-        what = store.describe(WELL_KNOWN_KEY)
-        raw = store.read(WELL_KNOWN_KEY, MAX_REF_ENGINES_BYTES)
-        new, before_obj, after_obj = update_ref_engines(raw, ref_engines, what, exclusive_ref_engines, force)
-        well_known = {'changed': new is not None, 'before': before_obj, 'after': after_obj}
-        documents.append((WELL_KNOWN_KEY, MT_REF_ENGINES))
-    drifted_documents = [key for key, media_type in documents if store.document_drifted(key, media_type)]
-
-    # -- commit: blobs, header fixes, (execute:) the referenced-blobs check, documents, index; then well-known --
-    done = None
-    if not check_mode:
-        if plan is not None:
-            sent_bytes = store.put_blobs(plan['send'], _open_blob(layout))
-            store.fix_metadata(drifted)
-            done = execute(store, dict(plan, send=[]), (), prune_min_age)
-            done['sent'], done['sent_bytes'] = len(plan['send']), sent_bytes
-            done['changed'] = done['changed'] or bool(plan['send'])
-            header = mapping.header_key
-            if header in drifted_documents and not done['documents']:
-                data = store.read(header, 64 * 1024)
-                if data is not None and store.document_drifted(header, MT_LAYOUT_HEADER):
-                    store.put_document(header, data, MT_LAYOUT_HEADER)
-                    store.fixed.append(header)
-        if ref_engines is not None:
-            before, after = store.update_document(
-                WELL_KNOWN_KEY, lambda raw: update_ref_engines(raw, ref_engines, what, exclusive_ref_engines, force)[0],
-                MT_REF_ENGINES, MAX_REF_ENGINES_BYTES)
-            well_known['changed'] = after is not before
-        store.save_ledger()
-        fixed = list(store.fixed)
-    else:
-        fixed = [d['key'] for d in drifted] + drifted_documents
-
-    # -- report --
-    result = summary(mapping, plan, done) if plan is not None else {'changed': False}
-    result['objects_fixed'] = len(fixed)
-    result['fixed_keys'] = [store.object_key(k) for k in fixed]
-    result['bucket'] = store.bucket
-    result['prefix'] = store.prefix
-    if well_known is not None:
-        result['well_known_changed'] = well_known['changed']
-        result['well_known'] = well_known['after']
-    result['changed'] = bool(result['changed'] or fixed or (well_known and well_known['changed']))
-    result['requests'] = dict(store.requests)
-    differences = diff(mapping, plan, done) if plan is not None else []
-    if fixed:
-        differences.append({'prepared': '%d object(s) with wrong Content-Type/Cache-Control %s:\n%s' % (
-            len(fixed), 'fixed' if done or not check_mode else 'to fix',
-            '\n'.join('  ' + store.describe(k) for k in fixed))})
-    if well_known is not None and well_known['changed']:
-        differences.append({'before_header': store.describe(WELL_KNOWN_KEY), 'after_header': store.describe(WELL_KNOWN_KEY),
-                            'before': json.dumps(well_known['before'], indent=2, sort_keys=True) + '\n'
-                            if well_known['before'] is not None else '',
-                            'after': json.dumps(well_known['after'], indent=2, sort_keys=True) + '\n'})
-    return result, differences

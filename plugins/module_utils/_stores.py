@@ -3,14 +3,17 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Stores: the places a site lives in, behind one small interface.
 
-The publish algorithm (``_plan``) knows nothing about files or buckets. It
-talks to a ``Store`` in *keys*: relative POSIX paths such as
-``oci-cas/sha256/e3/e3b0...`` or ``oci-index/team/app``, produced by the
-publishing mapping. A store maps a key to a file under a web root, or to an
-object under a bucket prefix.
+The publish sequence (``_publish``, ``_plan``, ``_commit``) knows nothing
+about files or buckets. It talks to a ``Store`` in *keys*: relative POSIX
+paths such as ``oci-cas/sha256/e3/e3b0...`` or ``oci-index/team/app``,
+produced by the site layout (``_site.SiteLayout``). A store maps a key to a
+file under a web root, or to an object under a bucket prefix.
 
-The interface (every method is needed by ``_plan``; nothing else is):
+The interface (``_plan`` and ``_commit`` use every method; nothing else):
 
+``check()``
+    Fail early and clearly when the store cannot be used at all (S3: the
+    bucket is missing or the credentials are wrong). Read-only.
 ``stat(keys)``
     ``{key: size}`` for the keys that exist as complete objects; missing keys
     are left out. Read-only.
@@ -20,12 +23,23 @@ The interface (every method is needed by ``_plan``; nothing else is):
 ``read(key, max_bytes)``
     The object's bytes, or None when it does not exist. Raises StoreError
     when it is larger than ``max_bytes``. Read-only.
-``put_blob(key, fileobj, digest, size, media_type)``
-    Stream ``fileobj`` into the object ``key``, verifying ``size`` and
-    ``digest`` on the way (``_digests.Verifier``). Readers never see a partial
-    or unverified object: on a mismatch nothing becomes visible and
-    ``VerificationError`` is raised. Returns the bytes written.
-    Blobs are immutable (long cache lifetime where the store sets one).
+``inspect(blobs, documents)``
+    What is wrong with objects that are there with the right content: a
+    JSON-safe list of dicts, each with the ``key`` it concerns, that
+    ``fix`` repairs (S3: wrong Content-Type or Cache-Control). ``blobs`` are
+    the planned blob dicts present in the store, ``documents`` maps the
+    document keys read to their media types. Read-only. Default: nothing.
+``put_blobs(blobs, source)``
+    Put the planned blob dicts (``key``, ``digest``, ``size``,
+    ``mediaType``) from ``source`` (``_commit.LayoutBlobs``: ``open(blob)``
+    and ``items(blobs)``; ``_commit.StreamBlobs``: ``items(blobs)`` only), each
+    verified (size and digest, ``_digests.Verifier``) on the way: readers
+    never see a partial or unverified object; on a mismatch nothing becomes
+    visible and ``VerificationError`` is raised. Returns the bytes written.
+    Blobs are immutable (long cache lifetime where the store sets one). The
+    default puts ``items`` one by one with ``put_blob`` inside ``batch()``.
+``fix(items)``
+    Repair what ``inspect`` found. Default: nothing to repair.
 ``put_document(key, data, media_type)``
     Replace the object ``key`` with ``data`` atomically (short cache
     lifetime where the store sets one). ``media_type`` is the bare type;
@@ -45,15 +59,17 @@ The interface (every method is needed by ``_plan``; nothing else is):
     exclusive so it never removes a blob a publisher is about to reference.
     A store that cannot lock returns a no-op context manager and documents
     the consequence (prune then relies on ``min_age``).
+``finish()``
+    The end of a publish, committed or not (S3: save the metadata ledger).
 ``describe(key)``
     A human name for a key in error messages (a file path, an s3:// URL).
-``batch()`` (optional; the base class makes it a no-op)
-    A context manager around a series of ``put_blob`` calls: the store may
-    make the blobs visible together when it ends (still each one complete
-    and verified, in the order they were put), which lets a store pay for
-    durability once instead of once per blob. When the block raises, the
-    blobs put before the error are still published; when the process is
-    killed, the blobs of its unfinished batch never become visible.
+
+``WebRootStore`` (below) adds ``put_blob`` and ``batch()``: a series of
+``put_blob`` calls inside ``batch()`` may become visible together when it
+ends (still each one complete and verified, in the order they were put),
+which lets it pay for durability once instead of once per blob. When the
+block raises, the blobs put before the error are still published; when the
+process is killed, the blobs of its unfinished batch never become visible.
 
 ``WebRootStore`` implements it for a directory on a host's disk (Nginx or
 any static web server serves it). The S3 store lives in ``_s3``.
@@ -100,6 +116,9 @@ def check_key(key):
 class Store:
     """The interface documented in this module's docstring."""
 
+    def check(self):
+        return None
+
     def stat(self, keys):
         raise NotImplementedError
 
@@ -109,8 +128,21 @@ class Store:
     def read(self, key, max_bytes):
         raise NotImplementedError
 
+    def inspect(self, blobs, documents):
+        return []
+
     def put_blob(self, key, fileobj, digest, size, media_type):
         raise NotImplementedError
+
+    def put_blobs(self, blobs, source):
+        total = 0
+        with self.batch():
+            for blob, fileobj in source.items(blobs):
+                total += self.put_blob(blob['key'], fileobj, blob['digest'], blob['size'], blob['mediaType'])
+        return total
+
+    def fix(self, items):
+        return None
 
     def put_document(self, key, data, media_type):
         raise NotImplementedError
@@ -126,6 +158,9 @@ class Store:
 
     def batch(self):
         return contextlib.nullcontext()
+
+    def finish(self):
+        return None
 
     def describe(self, key):
         return key
@@ -560,6 +595,22 @@ def _sweep_stale_runs(tmp):
             os.close(fd)
 
 
+# The options of a module that writes into a web root (publish_layout, ref_engines), and the store they make.
+WEB_ROOT_OPTIONS = dict(
+    root=dict(type='path', required=True),
+    owner=dict(type='str'),
+    group=dict(type='str'),
+    mode=dict(type='raw', default='0644'),
+    directory_mode=dict(type='raw', default='0755'),
+)
+
+
+def web_root_store(params):
+    """The ``WebRootStore`` of a task's ``WEB_ROOT_OPTIONS``."""
+    return WebRootStore(params['root'], parse_mode(params['mode'], 'mode'),
+                        parse_mode(params['directory_mode'], 'directory_mode'), params['owner'], params['group'])
+
+
 # -- blob archives: how the controller ships missing blobs to a host ------------
 
 def write_blob_archive(fileobj, blobs, open_blob):
@@ -590,5 +641,5 @@ def read_blob_archive(fileobj, what):
         raise StoreError('%s: broken blob archive: %s' % (what, e))
 
 
-__all__ = ['STATE_DIR', 'Store', 'StoreError', 'VerificationError', 'WebRootStore', 'check_key', 'parse_mode',
-           'read_blob_archive', 'write_blob_archive']
+__all__ = ['STATE_DIR', 'Store', 'StoreError', 'VerificationError', 'WEB_ROOT_OPTIONS', 'WebRootStore', 'check_key', 'parse_mode',
+           'read_blob_archive', 'web_root_store', 'write_blob_archive']

@@ -187,7 +187,7 @@ def _as_variables(value):
 
 
 def cas_uri(template, digest_variables, name_variables=None, base=None):
-    """Expand a CAS template for a blob (DISCOVERY.md section 4).
+    """Expand a CAS template for a blob (the oci-cas-template-v1 engine).
 
     The variables are the image name's (``name``, ``host``, ``path``,
     ``fragment``; when given) overlaid by the digest's (``digest``,

@@ -62,55 +62,12 @@ options:
       - Its path must be safe as a relative path (no V(.) or V(..) segment, no V(%), no backslash).
     type: str
     required: true
-  tags:
-    description:
-      - The tags (C(org.opencontainers.image.ref.name) values of the layout's C(index.json)) to publish
-        or, with O(state=absent), to remove.
-      - Each item is a tag, or a mapping with C(src) (the tag in the layout) and C(dest) (the tag to
-        publish it as) to publish a tag under another name.
-      - Default is every tag of the layout.
-    type: list
-    elements: raw
   root:
     description:
       - The site root on the target host, the directory the web server serves as the root of
         O(base_url). Created when missing.
     type: path
     required: true
-  site_layout:
-    description:
-      - How the site is organised (DISCOVERY.md section 7 of the collection).
-      - V(cas_bucket) writes C(oci-index/{path}) and shared blobs at
-        C(oci-cas/{algorithm}/{encoded:2}/{encoded}). A family and another nested under it
-        (V(example.com/a) and V(example.com/a/b)) cannot both be published this way, as
-        C(oci-index/a) would have to be a file and a directory; that is refused before anything is written.
-      - V(directories) writes an OCI image layout per family at C(oci-image/{path}/) (C(oci-layout),
-        C(index.json), C(blobs/{algorithm}/{encoded})).
-    type: str
-    choices: [cas_bucket, directories]
-    default: cas_bucket
-  base_url:
-    description:
-      - The public URL of the site root, as consumers reach it, for example V(https://example.com) or
-        V(https://example.com:8443/mirror).
-      - Default is V(https://) followed by the host of O(name).
-      - The CAS template written into the index entries starts with it.
-    type: str
-  cas_template:
-    description:
-      - The CAS template (protocol C(oci-cas-template-v1)) written into each published index entry.
-      - Default is O(base_url) followed by C(/oci-cas/{algorithm}/{encoded:2}/{encoded}), or for
-        O(site_layout=directories) by C(/oci-image/<path>/blobs/{algorithm}/{encoded}).
-      - It is refused unless it expands, for a blob of this family, to that blob's URL under
-        O(base_url). A relative template is resolved against the index URL.
-    type: str
-  index_template:
-    description:
-      - The index template (protocol C(oci-index-template-v1)) consumers use to find this family's
-        index, as written in the well-known document by M(oci.discovery.ref_engines).
-      - Only checked here, like O(cas_template), and used to report RV(index_url). Default is
-        O(base_url) followed by C(/oci-index/{path}), or C(/oci-image/{path}/index.json).
-    type: str
   owner:
     description:
       - Owner (name or id) of the files and directories created. Default is the user the module runs as.
@@ -129,13 +86,6 @@ options:
       - Permissions of the directories created, octal. Existing directories are left as they are.
     type: raw
     default: '0755'
-  state:
-    description:
-      - V(present) publishes the tags; V(absent) removes their entries from the family's index (only
-        those tags; blobs stay unless O(prune) is set).
-    type: str
-    choices: [present, absent]
-    default: present
   prune:
     description:
       - After publishing, remove the blobs that no index of the site references any more (for
@@ -161,6 +111,7 @@ options:
     description: Internal use only (set by the action plugin).
     type: path
 extends_documentation_fragment:
+  - oci.discovery.publish
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow
 attributes:
@@ -183,7 +134,7 @@ notes:
   - Blobs are sent as one uncompressed tar built in the controller's local temporary directory
     (image layers are compressed already).
   - Serve the index with the media type C(application/vnd.oci.image.index.v1+json; charset=utf-8);
-    see the collection's README for an Nginx configuration.
+    the C(oci.discovery.nginx_publisher) role writes an Nginx configuration that does.
 seealso:
   - module: oci.discovery.ref_engines
 author:
@@ -272,6 +223,13 @@ tags_unchanged:
   type: list
   elements: str
   sample: []
+tag_changes:
+  description:
+    - For each tag added, updated or removed (that would be, in check mode), the digests of its index entries
+      before and after (an empty list where there were none, or are none any more).
+  returned: always
+  type: dict
+  sample: {"1.0": {"before": [], "after": ["sha256:e9770a03fbdccdd4632895151a93f9af58bbe2c91fdfaaf73160648d250e6ec3"]}}
 digests:
   description: For each published tag, the digests of its index entries (several for a tag with several entries).
   returned: always
@@ -311,26 +269,18 @@ replaced_invalid_index:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.oci.discovery.plugins.module_utils import _plan
+from ansible_collections.oci.discovery.plugins.module_utils._publish import PUBLISH_OPTIONS
+from ansible_collections.oci.discovery.plugins.module_utils._stores import WEB_ROOT_OPTIONS
 from ansible_collections.oci.discovery.plugins.module_utils._target import PHASES, run_phase
 
 
 def argument_spec():
     """The options; the action plugin validates the task with the same spec."""
     return dict(
+        PUBLISH_OPTIONS,
+        **WEB_ROOT_OPTIONS,
         src=dict(type='path'),
         name=dict(type='str', required=True),
-        tags=dict(type='list', elements='raw'),
-        root=dict(type='path', required=True),
-        site_layout=dict(type='str', choices=list(_plan.MODES), default='cas_bucket'),
-        base_url=dict(type='str'),
-        cas_template=dict(type='str'),
-        index_template=dict(type='str'),
-        owner=dict(type='str'),
-        group=dict(type='str'),
-        mode=dict(type='raw', default='0644'),
-        directory_mode=dict(type='raw', default='0755'),
-        state=dict(type='str', choices=['present', 'absent'], default='present'),
         prune=dict(type='bool', default=False),
         force=dict(type='bool', default=False),
         _phase=dict(type='str', choices=list(PHASES)),

@@ -140,61 +140,42 @@ document:
   sample: {"refEngines": [{"protocol": "oci-index-template-v1", "uri": "https://{host}/oci-index/{path}"}]}
 '''
 
-import json
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.oci.discovery.plugins.module_utils import _plan
-from ansible_collections.oci.discovery.plugins.module_utils._documents import MT_REF_ENGINES
-from ansible_collections.oci.discovery.plugins.module_utils._stores import WebRootStore, parse_mode
-
-
-def _pretty(obj):
-    return '' if obj is None else json.dumps(obj, indent=2, sort_keys=True) + '\n'
+from ansible_collections.oci.discovery.plugins.module_utils import _publish
+from ansible_collections.oci.discovery.plugins.module_utils._report import pretty_json
+from ansible_collections.oci.discovery.plugins.module_utils._site import SITE_LAYOUTS, managed_ref_engines
+from ansible_collections.oci.discovery.plugins.module_utils._spec import WELL_KNOWN_KEY
+from ansible_collections.oci.discovery.plugins.module_utils._stores import WEB_ROOT_OPTIONS, web_root_store
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            root=dict(type='path', required=True),
-            site_layout=dict(type='str', choices=list(_plan.MODES), default='cas_bucket'),
+            WEB_ROOT_OPTIONS,
+            site_layout=dict(type='str', choices=list(SITE_LAYOUTS), default='cas_bucket'),
             base_url=dict(type='str'),
             ref_engines=dict(type='list', elements='dict'),
             cas_engines=dict(type='list', elements='dict'),
             exclusive=dict(type='bool', default=False),
             force=dict(type='bool', default=False),
-            owner=dict(type='str'),
-            group=dict(type='str'),
-            mode=dict(type='raw', default='0644'),
-            directory_mode=dict(type='raw', default='0755'),
         ),
         supports_check_mode=True,
     )
     p = module.params
-    key = _plan.WELL_KNOWN_KEY
-    state = {}
     try:
-        managed = _plan.managed_ref_engines(p['site_layout'], p['base_url'], p['ref_engines'], p['cas_engines'])
-        with WebRootStore(p['root'], parse_mode(p['mode'], 'mode'), parse_mode(p['directory_mode'], 'directory_mode'),
-                          p['owner'], p['group']) as store:
-            path = store.describe(key)
-
-            def update(raw):
-                new, state['before'], state['after'] = _plan.update_ref_engines(
-                    raw, managed, path, exclusive=p['exclusive'], force=p['force'])
-                return new
-
-            if module.check_mode:
-                changed = update(store.read(key, _plan.MAX_REF_ENGINES_BYTES)) is not None
-            else:
-                before, after = store.update_document(key, update, MT_REF_ENGINES, _plan.MAX_REF_ENGINES_BYTES)
-                changed = after is not before
+        managed = managed_ref_engines(p['site_layout'], p['base_url'], p['ref_engines'], p['cas_engines'])
+        request = _publish.Request(None, force=p['force'], well_known=managed, exclusive_well_known=p['exclusive'])
+        with web_root_store(p) as store:
+            path = store.describe(WELL_KNOWN_KEY)
+            outcome = _publish.run(_publish.StoreTarget(store), request, check_mode=module.check_mode)
     except (ValueError, OSError) as e:
         module.fail_json(msg=str(e))
-    result = dict(changed=changed, path=path, document=state['after'])
+    result = dict(changed=outcome.result['well_known_changed'], path=path, document=outcome.result['well_known'])
     if module._diff:
+        well_known = (outcome.done or outcome.plan)['well_known']
         result['diff'] = {'before_header': path, 'after_header': path,
-                          'before': _pretty(state['before']), 'after': _pretty(state['after'])}
+                          'before': pretty_json(well_known['before']), 'after': pretty_json(well_known['after'])}
     module.exit_json(**result)
 
 

@@ -63,15 +63,6 @@ options:
       - Its path must be safe as a relative key (no V(.) or V(..) segment, no V(%), no backslash).
       - Leave it out, with O(well_known=true), to publish only the well-known document.
     type: str
-  tags:
-    description:
-      - The tags (C(org.opencontainers.image.ref.name) values of the layout's C(index.json)) to publish
-        or, with O(state=absent), to remove.
-      - Each item is a tag, or a mapping with C(src) (the tag in the layout) and C(dest) (the tag to
-        publish it as).
-      - Default is every tag of the layout.
-    type: list
-    elements: raw
   bucket:
     description:
       - The bucket. It must exist (the M(amazon.aws.s3_bucket) module or the
@@ -84,39 +75,6 @@ options:
         example V(sites/example.com). Default is the bucket's root.
     type: str
     default: ''
-  site_layout:
-    description:
-      - How the site is organised. V(cas_bucket) writes C(oci-index/{path}) and shared blobs at
-        C(oci-cas/{algorithm}/{encoded:2}/{encoded}); V(directories) writes an OCI image layout per
-        family at C(oci-image/{path}/).
-    type: str
-    choices: [cas_bucket, directories]
-    default: cas_bucket
-  base_url:
-    description:
-      - The public URL of the site root (the bucket root, or O(prefix)) as consumers reach it, for
-        example V(https://example.com) behind a CDN or a website endpoint.
-      - Default is V(https://) followed by the host of O(name).
-    type: str
-  cas_template:
-    description:
-      - The CAS template (protocol C(oci-cas-template-v1)) written into each published index entry.
-      - Default is O(base_url) followed by C(/oci-cas/{algorithm}/{encoded:2}/{encoded}) (or the
-        family's C(blobs/) for O(site_layout=directories)). It is refused unless it leads to the
-        blobs written.
-    type: str
-  index_template:
-    description:
-      - The index template (protocol C(oci-index-template-v1)) consumers use to find this family's
-        index; checked like O(cas_template), and used to report RV(index_url).
-    type: str
-  state:
-    description:
-      - V(present) publishes the tags; V(absent) removes their entries from the family's index
-        (blobs stay unless O(prune) is set).
-    type: str
-    choices: [present, absent]
-    default: present
   force:
     description:
       - Replace an existing index or well-known document that is not valid. Without it, such an
@@ -203,6 +161,7 @@ options:
     choices: [auto, always, never]
     default: auto
 extends_documentation_fragment:
+  - oci.discovery.publish
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
@@ -318,6 +277,13 @@ tags_unchanged:
   type: list
   elements: str
   sample: []
+tag_changes:
+  description:
+    - For each tag added, updated or removed (that would be, in check mode), the digests of its index entries
+      before and after (an empty list where there were none, or are none any more).
+  returned: when O(name) is given
+  type: dict
+  sample: {"1.0": {"before": [], "after": ["sha256:e9770a03fbdccdd4632895151a93f9af58bbe2c91fdfaaf73160648d250e6ec3"]}}
 digests:
   description: For each published tag, the digests of its index entries.
   returned: when O(name) is given
@@ -391,10 +357,10 @@ except ImportError:
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule, aws_argument_spec
 
-from ansible_collections.oci.discovery.plugins.module_utils import _plan
+from ansible_collections.oci.discovery.plugins.module_utils import _publish
 from ansible_collections.oci.discovery.plugins.module_utils._layout import Layout
-from ansible_collections.oci.discovery.plugins.module_utils._s3 import (
-    BLOB_CACHE_CONTROL, DOCUMENT_CACHE_CONTROL, S3Store, publish)
+from ansible_collections.oci.discovery.plugins.module_utils._s3 import BLOB_CACHE_CONTROL, DOCUMENT_CACHE_CONTROL, S3Store
+from ansible_collections.oci.discovery.plugins.module_utils._site import SiteLayout, managed_ref_engines
 
 CANNED_ACLS = ['private', 'public-read', 'public-read-write', 'authenticated-read', 'aws-exec-read',
                'bucket-owner-read', 'bucket-owner-full-control']
@@ -409,17 +375,12 @@ def argument_spec():
     # invocation would show it; here it is masked like the secret key (same aliases and fallbacks).
     access_key = dict(aws_argument_spec()['access_key'], no_log=True)
     return dict(
+        _publish.PUBLISH_OPTIONS,
         access_key=access_key,
         src=dict(type='path'),
         name=dict(type='str'),
-        tags=dict(type='list', elements='raw'),
         bucket=dict(type='str', required=True),
         prefix=dict(type='str', default=''),
-        site_layout=dict(type='str', choices=list(_plan.MODES), default='cas_bucket'),
-        base_url=dict(type='str'),
-        cas_template=dict(type='str'),
-        index_template=dict(type='str'),
-        state=dict(type='str', choices=['present', 'absent'], default='present'),
         force=dict(type='bool', default=False),
         prune=dict(type='bool', default=False),
         prune_min_age=dict(type='int', default=86400),
@@ -437,28 +398,35 @@ def argument_spec():
 
 
 def run(module, client):
-    """Options -> the core; returns (result, diff)."""
+    """Options -> ``_publish.run`` with the bucket as the target; returns (result, diff)."""
     p = module.params
-    mapping = layout = None
-    pairs = ()
+    site = None
     if p['name'] is not None:
-        mapping = _plan.Mapping(p['site_layout'], p['name'], p['base_url'], p['cas_template'], p['index_template'])
-        mapping.check_templates()
-        layout = Layout(p['src']) if p['src'] else None
-        pairs = _plan.tag_pairs(p['tags'], layout.tags() if layout else None)
-    ref_engines = None
+        site = SiteLayout(p['site_layout'], p['name'], base_url=p['base_url'], cas_template=p['cas_template'],
+                          index_template=p['index_template'])
+    well_known = None
     if p['well_known']:
-        ref_engines = _plan.managed_ref_engines(p['site_layout'], p['base_url'], p['well_known_ref_engines'],
-                                                p['well_known_cas_engines'])
+        well_known = managed_ref_engines(p['site_layout'], p['base_url'], p['well_known_ref_engines'],
+                                         p['well_known_cas_engines'])
+    request = _publish.Request(site, state=p['state'], tags=p['tags'], force=p['force'], prune=p['prune'],
+                               prune_min_age=p['prune_min_age'], well_known=well_known,
+                               exclusive_well_known=p['well_known_exclusive'])
+    layout = Layout(p['src']) if _publish.needs_layout(request, bool(p['src'])) else None
     store = S3Store(client, p['bucket'], p['prefix'], acl=p['acl'], blob_cache_control=p['blob_cache_control'],
                     document_cache_control=p['document_cache_control'], max_concurrency=p['max_concurrency'],
                     multipart_threshold=p['multipart_chunksize'], multipart_chunksize=p['multipart_chunksize'],
                     conditional_writes=p['conditional_writes'])
-    result, differences = publish(store, mapping, layout, pairs, p['state'], p['force'], module.check_mode,
-                                  ref_engines, p['well_known_exclusive'], prune=p['prune'],
-                                  prune_min_age=p['prune_min_age'])
+    outcome = _publish.run(_publish.StoreTarget(store), request, layout, check_mode=module.check_mode)
     for warning in store.warnings:
         module.warn(warning)
+    fixed = list(store.fixed) if outcome.done else [item['key'] for item in outcome.plan['fix']]
+    result = dict(outcome.result, objects_fixed=len(fixed), fixed_keys=[store.object_key(k) for k in fixed],
+                  bucket=store.bucket, prefix=store.prefix, requests=dict(store.requests))
+    result['changed'] = bool(result['changed'] or fixed)
+    differences = list(outcome.diff)
+    if fixed:
+        differences.append({'prepared': '%d object(s) with wrong Content-Type/Cache-Control %s:\n%s' % (
+            len(fixed), 'to fix' if module.check_mode else 'fixed', '\n'.join('  ' + store.describe(k) for k in fixed))})
     return result, differences
 
 

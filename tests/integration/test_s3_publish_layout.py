@@ -307,16 +307,21 @@ def test_two_publishers_of_one_family_at_once_keep_both_tags(rgw, bucket, layout
 
 def test_a_conflicting_index_write_is_merged_not_lost(rgw, bucket, layouts):
     """Deterministic interleaving: A reads the index, B publishes, A's conditional PUT gets 412 and merges."""
-    from ansible_collections.oci.discovery.plugins.module_utils import _plan
+    from ansible_collections.oci.discovery.plugins.module_utils import _plan, _publish
     from ansible_collections.oci.discovery.plugins.module_utils._layout import Layout
-    from ansible_collections.oci.discovery.plugins.module_utils._s3 import S3Store, publish as s3_publish
+    from ansible_collections.oci.discovery.plugins.module_utils._s3 import S3Store
+    from ansible_collections.oci.discovery.plugins.module_utils._site import SiteLayout
+
+    def s3_publish(store, site, layout, tags):
+        _publish.run(_publish.StoreTarget(store), _publish.Request(site, tags=tags), layout)
+
     layout = Layout(layouts.family)
-    mapping = _plan.Mapping("cas_bucket", NAME)
-    s3_publish(S3Store(rgw.client(), bucket), mapping, layout, [("1.0", "1.0")])
+    mapping = SiteLayout("cas_bucket", NAME)
+    s3_publish(S3Store(rgw.client(), bucket), mapping, layout, ["1.0"])
 
     a = S3Store(rgw.client(), bucket)
     a.read(mapping.index_key, _plan.MAX_INDEX_BYTES)          # A plans against the index with 1.0
-    s3_publish(S3Store(rgw.client(), bucket), mapping, layout, [("2.0", "2.0")])   # B commits 2.0
+    s3_publish(S3Store(rgw.client(), bucket), mapping, layout, ["2.0"])   # B commits 2.0
     pub = _plan.publication(layout, mapping, [("1.1", "1.1")])
     ops = _plan.index_ops("present", pub["entries"])
     log = RequestLog(rgw).start()
@@ -370,6 +375,11 @@ def test_uploads_are_verified_on_the_way_and_nothing_unverified_becomes_visible(
     from ansible_collections.oci.discovery.plugins.module_utils._digests import VerificationError
     from ansible_collections.oci.discovery.plugins.module_utils._s3 import S3Store
     store = S3Store(rgw.client(), bucket, multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024)
+
+    class OneFile:
+        """A blob source (Store.put_blobs) that opens the same file for every blob."""
+        open = staticmethod(lambda blob: open(str(path), "rb"))
+
     good = os.urandom(1024)
     big = os.urandom(12 * 1024 * 1024)
     cases = [
@@ -387,7 +397,7 @@ def test_uploads_are_verified_on_the_way_and_nothing_unverified_becomes_visible(
         blob = {"key": "oci-cas/sha256/%s/%s" % (digest[7:9], digest[7:]), "digest": digest, "size": len(declared),
                 "mediaType": "application/octet-stream"}
         with pytest.raises(VerificationError) as caught:
-            store.put_blobs([blob], lambda b: open(str(path), "rb"))
+            store.put_blobs([blob], OneFile)
         assert digest in str(caught.value), what
         assert all_objects(rgw, bucket) == [], what
         assert rgw.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == [], what
@@ -396,7 +406,7 @@ def test_uploads_are_verified_on_the_way_and_nothing_unverified_becomes_visible(
     digest = "sha256:" + hashlib.sha256(big).hexdigest()
     blob = {"key": "oci-cas/sha256/%s/%s" % (digest[7:9], digest[7:]), "digest": digest, "size": len(big),
             "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip"}
-    assert store.put_blobs([blob], lambda b: open(str(path), "rb")) == len(big)
+    assert store.put_blobs([blob], OneFile) == len(big)
     head = rgw.client().head_object(Bucket=bucket, Key=blob["key"])
     assert head["ContentType"] == "application/vnd.oci.image.layer.v1.tar+gzip" and head["ContentLength"] == len(big)
 
@@ -596,3 +606,30 @@ def test_removing_a_tag_with_prune_deletes_only_unreferenced_blobs(rgw, bucket, 
     assert reader.violations == []
     again = publish(run_playbook, args)
     assert again["changed"] is False and again["blobs_pruned"] == 0, again
+
+
+def test_web_root_and_bucket_refuse_the_same_bad_requests_with_the_same_words(
+        rgw, bucket, layouts, run_playbook, public_tmp_path):
+    """One publish sequence: publish_layout and s3_publish_layout refuse alike, and write nothing."""
+    from ansible_collections.oci.discovery.plugins.module_utils._digests import digest_bytes
+    root = os.path.join(public_tmp_path, "site")
+    empty = digest_bytes(b"").split(":", 1)[1]
+    # A CAS template that only leads to the blob of empty content: a check with a sample digest of
+    # empty input (as s3_publish_layout used to do) lets it through; a blob of the layout does not.
+    bad_template = "https://example.test/oci-cas/sha256/%s/%s" % (empty[:2], empty)
+    cases = {"absent without tags or src": {"state": "absent"},
+             "template for another blob": {"src": layouts.family, "cas_template": bad_template}}
+    tasks = []
+    for label, extra in cases.items():
+        tasks.append({"name": "web root: " + label, "oci.discovery.publish_layout": dict(name=NAME, root=root, **extra),
+                      "ignore_errors": True})
+        tasks.append({"name": "bucket: " + label, MODULE: task_args(rgw, bucket, **extra), "ignore_errors": True})
+    result = run_playbook([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}])
+    for label in cases:
+        web, s3 = result.result("web root: " + label), result.result("bucket: " + label)
+        assert web.get("failed") and s3.get("failed"), (web, s3)
+        assert web["msg"] == s3["msg"], (label, web["msg"], s3["msg"])
+    assert "state=absent needs the tags to remove" in result.result("web root: absent without tags or src")["msg"]
+    assert "does not match the site" in result.result("web root: template for another blob")["msg"]
+    assert not os.path.exists(root)
+    assert rgw.client().list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0

@@ -6,11 +6,11 @@ import os
 
 import pytest
 
-from ansible_collections.oci.discovery.plugins.module_utils import _plan
+from ansible_collections.oci.discovery.plugins.module_utils import _commit, _plan, _report, _site
 from ansible_collections.oci.discovery.plugins.module_utils._digests import VerificationError
 from ansible_collections.oci.discovery.plugins.module_utils._documents import REF_NAME
 from ansible_collections.oci.discovery.plugins.module_utils._layout import Layout, LayoutError
-from ansible_collections.oci.discovery.plugins.module_utils._plan import Mapping, PlanError
+from ansible_collections.oci.discovery.plugins.module_utils._site import PlanError, SiteLayout as Mapping
 from ansible_collections.oci.discovery.plugins.module_utils._stores import STATE_DIR, WebRootStore
 from layout_builder import MT_INDEX, MT_MANIFEST, LayoutBuilder, sample_layout
 
@@ -43,8 +43,10 @@ def publish(layout_root, site, name='example.com/app', mode='cas_bucket', tags=N
     else:
         ops = _plan.index_ops('absent', tags=[dest for src, dest in _plan.tag_pairs(tags)])
     with WebRootStore(site) as store:
-        probed = _plan.probe(store, _plan.probe_request(mapping, ops, pub['blobs'] if pub else (), prune, force))
-        plan = _plan.make_plan(mapping, ops, pub, json.loads(json.dumps(probed)), store.describe, force, prune)
+        probed = _plan.probe(store, _plan.probe_request(mapping, ops, pub['blobs'] if pub else (), prune=prune,
+                                                        force=force))
+        plan = _plan.make_plan(mapping, ops, pub, json.loads(json.dumps(probed)), describe=store.describe, force=force,
+                               prune=prune)
         plan = json.loads(json.dumps(plan))    # what crosses the wire to the module
         blobs = []
         for blob in plan['send']:
@@ -53,8 +55,8 @@ def publish(layout_root, site, name='example.com/app', mode='cas_bucket', tags=N
             if break_stream and blob['digest'] == break_stream:
                 data = data[:-1] + b'!'
             blobs.append((blob['digest'], io.BytesIO(data)))
-        done = _plan.execute(store, plan, blobs)
-    return _plan.summary(mapping, plan, done), plan
+        done = _commit.execute(store, plan, _commit.StreamBlobs(blobs))
+    return _report.summary(mapping, plan, done), plan
 
 
 # -- options -------------------------------------------------------------------------
@@ -247,7 +249,7 @@ def test_update_index_refuses_invalid_unless_forced(raw):
 
 # -- end to end on a web root -----------------------------------------------------------
 
-@pytest.mark.parametrize('mode', _plan.MODES)
+@pytest.mark.parametrize('mode', _site.SITE_LAYOUTS)
 def test_publish_then_nothing_to_do(tmp_path, mode):
     b = sample_layout(str(tmp_path / 'layout'))
     site = str(tmp_path / 'site')
@@ -343,14 +345,14 @@ def test_check_mode_prune_estimate_matches(tmp_path):
     ops = _plan.index_ops('absent', tags=['multi'])
     with WebRootStore(site) as store:
         probed = _plan.probe(store, _plan.probe_request(m, ops, (), prune=True))
-        plan = _plan.make_plan(m, ops, None, probed, store.describe, prune=True)
-    estimate = _plan.summary(m, plan)
+        plan = _plan.make_plan(m, ops, None, probed, describe=store.describe, prune=True)
+    estimate = _report.summary(m, plan)
     assert estimate['changed'] and estimate['tags_removed'] == ['multi']
     done, dummy = publish(None, site, state='absent', tags=['multi'], prune=True)
     assert (estimate['blobs_pruned'], estimate['bytes_pruned']) == (done['blobs_pruned'], done['bytes_pruned'])
     # the nested index, two manifests, two layers and the arm64 config (the amd64 config is 1.0's too)
     assert done['blobs_pruned'] == 6
-    diff = _plan.diff(m, plan)
+    diff = _report.diff(m, plan)
     assert 'multi sha256:' in diff[0]['before'] and 'multi' not in diff[0]['after']
     assert 'to prune' in diff[1]['prepared']
 
@@ -409,10 +411,9 @@ def test_commit_replays_ops_on_a_concurrently_changed_index(tmp_path):
             pub = _plan.publication(layout, m, [(tag, tag)])
             ops = _plan.index_ops('present', pub['entries'])
             probed = _plan.probe(store, _plan.probe_request(m, ops, pub['blobs']))
-            plans.append(_plan.make_plan(m, ops, pub, probed, store.describe))
+            plans.append(_plan.make_plan(m, ops, pub, probed, describe=store.describe))
         for plan in plans:
-            _plan.execute(store, plan, [(x['digest'], open(layout.blob_path(x['digest']), 'rb'))
-                                        for x in plan['send']])
+            _commit.execute(store, plan, _commit.LayoutBlobs(layout))
     index = json.loads(tree(site)['oci-index/app'])
     assert [e['annotations'][REF_NAME] for e in index['manifests']] == ['a', 'b']
 
@@ -432,7 +433,7 @@ def test_commit_refuses_when_a_required_blob_vanished(tmp_path):
         os.unlink(os.path.join(site, victim['key']))     # a concurrent prune, say
         before = tree(site)
         with pytest.raises(PlanError, match='%s .*missing, so the index was not written' % victim['digest']):
-            _plan.execute(store, plan, [])
+            _commit.execute(store, plan)
     assert tree(site) == before
 
 
@@ -445,7 +446,7 @@ def test_unplanned_blob_refused(tmp_path):
     with WebRootStore(str(tmp_path / 'site')) as store:
         plan = _plan.make_plan(m, ops, pub, _plan.probe(store, _plan.probe_request(m, ops, pub['blobs'])))
         with pytest.raises(PlanError, match='not planned'):
-            _plan.execute(store, plan, [('sha256:' + '0' * 64, io.BytesIO(b''))])
+            _commit.execute(store, plan, _commit.StreamBlobs([('sha256:' + '0' * 64, io.BytesIO(b''))]))
 
 
 def test_plan_is_json_and_diff_is_compact(tmp_path):
@@ -457,7 +458,7 @@ def test_plan_is_json_and_diff_is_compact(tmp_path):
     with WebRootStore(str(tmp_path / 'site')) as store:
         plan = _plan.make_plan(m, ops, pub, _plan.probe(store, _plan.probe_request(m, ops, pub['blobs'])))
     assert json.loads(json.dumps(plan)) == plan
-    diff = _plan.diff(m, plan)
+    diff = _report.diff(m, plan)
     assert diff[0]['before'] == '' and diff[0]['after'].count('\n') == 2
     assert diff[1]['prepared'].startswith('example.com/app: %d blob(s)' % len(pub['blobs']))
     assert not os.path.exists(str(tmp_path / 'site'))    # planning wrote nothing
@@ -467,8 +468,8 @@ def test_plan_is_json_and_diff_is_compact(tmp_path):
 
 def test_default_ref_engines_match_the_seed():
     with open(os.path.join(SEED_EXAMPLES, 'well-known-cas-bucket.json')) as f:
-        assert _plan.default_ref_engines('cas_bucket') == json.load(f)
-    layouts = _plan.default_ref_engines('directories', 'https://example.com')
+        assert _site.default_ref_engines('cas_bucket') == json.load(f)
+    layouts = _site.default_ref_engines('directories', 'https://example.com')
     with open(os.path.join(SEED_EXAMPLES, 'well-known-layouts.json')) as f:
         seed = json.load(f)
     assert layouts['casEngines'] == seed['casEngines']
@@ -476,30 +477,30 @@ def test_default_ref_engines_match_the_seed():
 
 
 def test_update_ref_engines():
-    managed = _plan.managed_ref_engines('cas_bucket', 'https://example.com:8443')
-    new, before, after = _plan.update_ref_engines(None, managed, 'wk')
+    managed = _site.managed_ref_engines('cas_bucket', 'https://example.com:8443')
+    new, before, after = _site.update_ref_engines(None, managed, 'wk')
     assert before is None and json.loads(new) == managed
-    assert _plan.update_ref_engines(new, managed, 'wk')[0] is None
+    assert _site.update_ref_engines(new, managed, 'wk')[0] is None
     theirs = {'refEngines': [{'protocol': 'docker-registry', 'uri': 'x'}], 'casEngines': [{'protocol': 'p'}]}
-    merged, before, after = _plan.update_ref_engines(json.dumps(theirs).encode(), managed, 'wk')
+    merged, before, after = _site.update_ref_engines(json.dumps(theirs).encode(), managed, 'wk')
     assert after['refEngines'] == theirs['refEngines'] + managed['refEngines']
     assert after['casEngines'] == theirs['casEngines']
-    exclusive, before, after = _plan.update_ref_engines(merged, managed, 'wk', exclusive=True)
+    exclusive, before, after = _site.update_ref_engines(merged, managed, 'wk', exclusive=True)
     assert after == managed
     with pytest.raises(PlanError, match='wk: invalid JSON.*force=true'):
-        _plan.update_ref_engines(b'{', managed, 'wk')
-    assert json.loads(_plan.update_ref_engines(b'{', managed, 'wk', force=True)[0]) == managed
+        _site.update_ref_engines(b'{', managed, 'wk')
+    assert json.loads(_site.update_ref_engines(b'{', managed, 'wk', force=True)[0]) == managed
 
 
 def test_managed_ref_engines_from_options():
-    given = _plan.managed_ref_engines('cas_bucket', ref_engines=[{'protocol': 'oci-index-template-v1',
+    given = _site.managed_ref_engines('cas_bucket', ref_engines=[{'protocol': 'oci-index-template-v1',
                                                                   'uri': 'https://x/{path}'}])
     assert given == {'refEngines': [{'protocol': 'oci-index-template-v1', 'uri': 'https://x/{path}'}]}
     with pytest.raises(PlanError, match=r'refEngines\[0\]'):
-        _plan.managed_ref_engines('cas_bucket', ref_engines=[{'protocol': 'oci-index-template-v1',
+        _site.managed_ref_engines('cas_bucket', ref_engines=[{'protocol': 'oci-index-template-v1',
                                                               'uri': 'https://x/{path'}])
     with pytest.raises(PlanError, match='protocol'):
-        _plan.managed_ref_engines('cas_bucket', cas_engines=[{'uri': 'x'}])
+        _site.managed_ref_engines('cas_bucket', cas_engines=[{'uri': 'x'}])
 
 
 def test_prune_in_directories_mode_is_per_family(tmp_path):

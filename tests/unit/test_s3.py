@@ -11,8 +11,11 @@ from botocore.exceptions import ClientError
 
 from ansible_collections.oci.discovery.plugins.module_utils._digests import VerificationError
 from ansible_collections.oci.discovery.plugins.module_utils._s3 import (
-    BLOB_CACHE_CONTROL, DOCUMENT_CACHE_CONTROL, LEDGER_FORMAT, S3Error, S3Store, _drifted, _dump_ledger,
-    _explain, _parse_ledger, _unsupported_condition, _VerifyingReader, error_details)
+    BLOB_CACHE_CONTROL, DOCUMENT_CACHE_CONTROL, S3Store, _VerifyingReader)
+from ansible_collections.oci.discovery.plugins.module_utils._s3_errors import (
+    S3Error, _explain, error_details, unsupported_condition as _unsupported_condition)
+from ansible_collections.oci.discovery.plugins.module_utils._s3_ledger import (
+    LEDGER_FORMAT, _dump_ledger, _parse_ledger, drifted_headers as _drifted)
 from ansible_collections.oci.discovery.plugins.module_utils._stores import StoreError
 
 DATA = bytes(range(256)) * 40   # 10240 bytes

@@ -5,13 +5,14 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 
 from ansible_collections.oci.discovery.plugins.action.publish_layout import _direct_program
-from ansible_collections.oci.discovery.plugins.module_utils import _plan
+from ansible_collections.oci.discovery.plugins.module_utils._site import SiteLayout
 from ansible_collections.oci.discovery.plugins.module_utils._stores import write_blob_archive
-from ansible_collections.oci.discovery.plugins.module_utils._target import SOURCES, run_direct, run_phase
+from ansible_collections.oci.discovery.plugins.module_utils._target import run_direct, run_phase, sources
 
 BLOB = b'a layer, as far as this test is concerned\n'
 DIGEST = 'sha256:' + hashlib.sha256(BLOB).hexdigest()
@@ -24,12 +25,12 @@ def params(root, phase, request, archive=None):
 
 
 def probe_request(read=('oci-index/app',)):
-    return {'mapping': None, 'stat': [KEY], 'read': list(read), 'ops': [], 'force': False, 'prune': None}
+    return {'site': None, 'stat': [KEY], 'read': list(read), 'ops': [], 'force': False, 'prune': None}
 
 
 def commit_request():
-    mapping = _plan.Mapping('cas_bucket', 'example.com/app')
-    return {'mapping': mapping.to_dict(), 'ops': [], 'force': False, 'documents': [], 'prune': None,
+    site = SiteLayout('cas_bucket', 'example.com/app')
+    return {'site': site.to_dict(), 'ops': [], 'force': False, 'documents': [], 'prune': None,
             'send': [{'digest': DIGEST, 'size': len(BLOB), 'key': KEY,
                       'mediaType': 'application/vnd.oci.image.layer.v1.tar+gzip'}], 'require': []}
 
@@ -43,9 +44,19 @@ def run_bare_python(program):
 
 
 def test_sources_are_the_module_utils_the_target_phases_import():
+    """Derived from the imports: every module utility any of them imports is in, Ansible's are not."""
     here = os.path.dirname(os.path.abspath(sys.modules[run_phase.__module__].__file__))
-    assert all(os.path.isfile(os.path.join(here, name + '.py')) for name in SOURCES)
-    assert SOURCES[-1] == '_target'
+    found = sources()
+    assert all(os.path.isfile(os.path.join(here, name + '.py')) for name in found)
+    assert {'_target', '_commit', '_plan', '_site', '_stores', '_spec', '_digests', '_documents', '_names',
+            '_templates'} <= set(found)
+    assert not any(name.startswith('_s3') or name in ('_publish', '_discovery') for name in found)
+    for name in found:
+        with open(os.path.join(here, name + '.py')) as f:
+            text = f.read()
+        assert 'from ansible.' not in text and 'import ansible.' not in text, name
+        for imported in re.findall(r'plugins\.module_utils(?:\.(_\w+)| import \(?\s*(_\w+))', text):
+            assert (imported[0] or imported[1]) in found, (name, imported)
 
 
 def test_probe_of_a_missing_site_reads_nothing_and_writes_nothing(tmp_path):
