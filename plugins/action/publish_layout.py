@@ -143,7 +143,7 @@ class _PhaseTarget:
         return None
 
     def _phase(self, phase, request, archive):
-        outcome = self.action._run_phase(self.options, phase, request, archive, self.task_vars)
+        outcome = self.action._run_phase(self.options, phase, request, archive=archive, task_vars=self.task_vars)
         if outcome.get('failed'):
             raise _PhaseFailed(outcome)
         return outcome

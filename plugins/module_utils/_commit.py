@@ -141,7 +141,7 @@ def execute(store, plan: dict, source=None) -> dict:
 
             def update_wk(raw):
                 new, wk['before'], wk['after'] = update_ref_engines(
-                    raw, well_known['managed'], wk_what, well_known['exclusive'], plan['force'])
+                    raw, well_known['managed'], wk_what, exclusive=well_known['exclusive'], force=plan['force'])
                 return new
 
             wk_before, wk_after = store.update_document(WELL_KNOWN_KEY, update_wk, MT_REF_ENGINES,

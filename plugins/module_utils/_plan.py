@@ -332,7 +332,7 @@ def make_plan(site: SiteLayout, ops: list, pub: dict, probed: dict, *, describe=
     wk_changed = False
     if well_known is not None:
         new, before, after = update_ref_engines(_decode(documents.get(WELL_KNOWN_KEY)), well_known['managed'],
-                                                describe(WELL_KNOWN_KEY), well_known['exclusive'], force)
+                                                describe(WELL_KNOWN_KEY), exclusive=well_known['exclusive'], force=force)
         wk_changed = new is not None
         plan['well_known'] = dict(well_known, changed=wk_changed, before=before, after=after)
     plan['changed'] = bool(send or plan['documents'] or plan['index_changed'] or plan['fix'] or wk_changed

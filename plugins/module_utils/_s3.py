@@ -485,11 +485,12 @@ class S3Store(MetadataLedger, Store):
         return total
 
     def put_document(self, key, data, media_type):
-        content_type, cache_control = self.document_headers(media_type)
-        self._put(key, data, content_type, cache_control)
+        self._put(key, data, self.document_headers(media_type))
         self._documents.pop(key, None)
 
-    def _put(self, key, data, content_type, cache_control, condition=None, acl=True):
+    def _put(self, key, data, headers, condition=None, acl=True):
+        """One PutObject; ``headers`` is (Content-Type, Cache-Control)."""
+        content_type, cache_control = headers
         params = dict(Bucket=self.bucket, Key=self.object_key(key), Body=data,
                       ContentType=content_type, CacheControl=cache_control)
         if acl and self.acl:
@@ -503,7 +504,7 @@ class S3Store(MetadataLedger, Store):
             self._count('put')
         return response.get('ETag')
 
-    def _conditional_put(self, key, data, content_type, cache_control, etag, acl=True):
+    def _conditional_put(self, key, data, headers, etag, acl=True):
         """PUT only if the object is still the one read (etag; None: still absent).
 
         Returns True when written, False on a conflict (412, or 409 when the
@@ -517,7 +518,7 @@ class S3Store(MetadataLedger, Store):
             else:
                 condition = {'IfNoneMatch': '*'}
             try:
-                self._put(key, data, content_type, cache_control, condition, acl)
+                self._put(key, data, headers, condition=condition, acl=acl)
                 self._conflict_etag = None
                 return True
             except S3Error as e:
@@ -533,7 +534,7 @@ class S3Store(MetadataLedger, Store):
                         'index entry on this store' % (self.describe(key), e.code or e.status))
                 else:
                     raise
-        self._put(key, data, content_type, cache_control, None, acl)
+        self._put(key, data, headers, acl=acl)
         return True
 
     def update_document(self, key, update, media_type, max_bytes=16 * MIB):
@@ -542,11 +543,10 @@ class S3Store(MetadataLedger, Store):
         Also fixes the document's headers when its content is right but its
         Content-Type or Cache-Control is not (the key is added to ``fixed``).
         """
-        content_type, cache_control = self.document_headers(media_type)
-        before, after = self._read_modify_write(key, update, content_type, cache_control, max_bytes)
+        before, after = self._read_modify_write(key, update, self.document_headers(media_type), max_bytes)
         return before, after
 
-    def _read_modify_write(self, key, update, content_type, cache_control, max_bytes, acl=True, fix_headers=True):
+    def _read_modify_write(self, key, update, wanted, max_bytes, acl=True, fix_headers=True):
         """The loop behind ``update_document`` (also used for the ledger); returns ``(before, after)``."""
         first_before = None
         for attempt in range(self.max_merge_attempts + 2):
@@ -559,13 +559,13 @@ class S3Store(MetadataLedger, Store):
                 self._etag_mismatch(key)
             after = update(before)
             if after is None or after == before:
-                if before is None or not fix_headers or not drifted_headers(headers, content_type, cache_control):
+                if before is None or not fix_headers or not drifted_headers(headers, *wanted):
                     return first_before, first_before
-                if self._conditional_put(key, before, content_type, cache_control, etag, acl):
+                if self._conditional_put(key, before, wanted, etag, acl=acl):
                     self.fixed.append(key)
                     return first_before, first_before
                 continue
-            if not self._conditional_put(key, after, content_type, cache_control, etag, acl):
+            if not self._conditional_put(key, after, wanted, etag, acl=acl):
                 continue
             if self.conditional_writes == 'never':
                 # Fallback: read back; a concurrent unconditional writer may have replaced it.

@@ -114,7 +114,7 @@ class MetadataLedger:
             entry = ledger.get(key)
             if entry and entry[0] == etag and entry[1] == size and entry[2] == last_modified:
                 if (entry[3], entry[4]) != expected:
-                    drifted.append(_drift(key, size, etag, entry[3], entry[4], expected))
+                    drifted.append(_drift(key, size, etag, (entry[3], entry[4]), expected))
                 continue
             to_head.append((blob, expected, size, etag))
         if to_head:
@@ -124,7 +124,7 @@ class MetadataLedger:
                 key = blob['key']
                 current = (head['content_type'], head['cache_control'])
                 if current != expected or head['content_encoding']:
-                    d = _drift(key, size, etag, current[0], current[1], expected)
+                    d = _drift(key, size, etag, current, expected)
                     d['metadata'] = head['metadata']
                     d['content_encoding'] = head['content_encoding']
                     drifted.append(d)
@@ -177,7 +177,7 @@ class MetadataLedger:
             merged.update(new)
             return _dump_ledger(merged) if merged != current or raw is None else None
         try:
-            self._read_modify_write(LEDGER_KEY, update, 'application/json', 'no-store', MAX_LEDGER_BYTES, acl=False,
+            self._read_modify_write(LEDGER_KEY, update, ('application/json', 'no-store'), MAX_LEDGER_BYTES, acl=False,
                                     fix_headers=False)
         except S3Error as e:
             self.warnings.append('%s: not updated (%s); the next run checks the new objects with HEAD'
@@ -200,7 +200,8 @@ class MetadataLedger:
         return found
 
 
-def _drift(key, size, etag, content_type, cache_control, expected):
+def _drift(key, size, etag, current, expected):
+    content_type, cache_control = current
     return {'key': key, 'size': size, 'etag': etag, 'content_type': content_type, 'cache_control': cache_control,
             'expected_content_type': expected[0], 'expected_cache_control': expected[1]}
 

@@ -138,7 +138,8 @@ class Store:
         total = 0
         with self.batch():
             for blob, fileobj in source.items(blobs):
-                total += self.put_blob(blob['key'], fileobj, blob['digest'], blob['size'], blob['mediaType'])
+                total += self.put_blob(blob['key'], fileobj, digest=blob['digest'], size=blob['size'],
+                                       media_type=blob['mediaType'])
         return total
 
     def fix(self, items):
@@ -607,8 +608,9 @@ WEB_ROOT_OPTIONS = dict(
 
 def web_root_store(params):
     """The ``WebRootStore`` of a task's ``WEB_ROOT_OPTIONS``."""
-    return WebRootStore(params['root'], parse_mode(params['mode'], 'mode'),
-                        parse_mode(params['directory_mode'], 'directory_mode'), params['owner'], params['group'])
+    return WebRootStore(params['root'], file_mode=parse_mode(params['mode'], 'mode'),
+                        dir_mode=parse_mode(params['directory_mode'], 'directory_mode'),
+                        owner=params['owner'], group=params['group'])
 
 
 # -- blob archives: how the controller ships missing blobs to a host ------------

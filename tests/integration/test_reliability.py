@@ -570,8 +570,13 @@ def test_s3_one_failed_upload_among_many_in_flight_is_reported_by_name(rgw, rgw_
         blobs.append({"key": "oci-cas/sha256/%s/%s" % (digest[7:9], digest[7:]), "digest": digest, "size": len(body),
                       "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip"})
         bodies[digest] = body if i != 1 else body[:-1] + bytes([body[-1] ^ 1])
+
+    class Bodies:
+        """The blob source (Store.put_blobs): each blob's body from memory."""
+        open = staticmethod(lambda blob: io.BytesIO(bodies[blob["digest"]]))
+
     with pytest.raises(VerificationError) as caught:
-        store.put_blobs(blobs, lambda blob: io.BytesIO(bodies[blob["digest"]]))
+        store.put_blobs(blobs, Bodies)
     assert blobs[1]["digest"] in str(caught.value)
     client = rgw.client()
     for obj in client.list_objects_v2(Bucket=rgw_bucket).get("Contents", []):
