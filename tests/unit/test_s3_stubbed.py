@@ -50,12 +50,17 @@ def append(tag):
     return update
 
 
-def test_a_lost_conditional_put_is_read_again_and_merged(stubbed):
-    client, stubber = stubbed
+def planned_read_then_412(stubber, second_body, second_etag):
+    """The planning GET (v1, ETag e1), a conditional PUT that loses, and the GET that follows it."""
     stubber.add_response('get_object', get_response(b'v1', '"e1"'), {'Bucket': BUCKET, 'Key': KEY})
     stubber.add_client_error('put_object', 'PreconditionFailed', http_status_code=412,
                              expected_params=put_params({'IfMatch': 'e1'}))
-    stubber.add_response('get_object', get_response(b'v2', '"e2"'), {'Bucket': BUCKET, 'Key': KEY})
+    stubber.add_response('get_object', get_response(second_body, second_etag), {'Bucket': BUCKET, 'Key': KEY})
+
+
+def test_a_lost_conditional_put_is_read_again_and_merged(stubbed):
+    client, stubber = stubbed
+    planned_read_then_412(stubber, b'v2', '"e2"')
     stubber.add_response('put_object', {'ETag': '"e3"'}, put_params({'IfMatch': 'e2'}))
     store = S3Store(client, BUCKET)
     store.read(KEY, 1024)                                 # planning read v1
@@ -66,10 +71,7 @@ def test_a_lost_conditional_put_is_read_again_and_merged(stubbed):
 
 def test_a_412_with_the_etag_unchanged_switches_the_if_match_form(stubbed):
     client, stubber = stubbed
-    stubber.add_response('get_object', get_response(b'v1', '"e1"'), {'Bucket': BUCKET, 'Key': KEY})
-    stubber.add_client_error('put_object', 'PreconditionFailed', http_status_code=412,
-                             expected_params=put_params({'IfMatch': 'e1'}))
-    stubber.add_response('get_object', get_response(b'v1', '"e1"'), {'Bucket': BUCKET, 'Key': KEY})
+    planned_read_then_412(stubber, b'v1', '"e1"')
     stubber.add_response('put_object', {'ETag': '"e2"'}, put_params({'IfMatch': '"e1"'}))
     store = S3Store(client, BUCKET)
     store.read(KEY, 1024)
