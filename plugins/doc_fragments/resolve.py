@@ -51,16 +51,34 @@ options:
     default: true
   headers:
     description:
-      - Extra HTTP request headers. C(Accept) is always set to the media type each request asks for.
+      - Extra HTTP request headers (for example C(Authorization)), sent only to the name's own host
+        (V(https://HOST) and, when O(protocols) allows it, V(http://HOST), at O(port) when set), never to its
+        DNS ancestors or to other hosts that templates or redirects lead to. A redirect to another origin
+        drops them, as curl and browsers do; a redirect back to the host sends them again.
+      - Their values are never shown (C(no_log)). C(Accept) is always set to the media type each request asks
+        for.
+      - See O(origin_headers) for other hosts, such as a CDN that serves the blobs.
+    type: dict
+  origin_headers:
+    description:
+      - Extra HTTP request headers per origin, a dict of V(https://host[:port]) (or V(http://...)) to a dict of
+        headers, for origins other than the name's own host (or in addition to O(headers) there).
+      - A request, and each redirect hop, gets the headers of its own origin only; the port is part of the
+        origin (V(https://cdn.example.com) means port 443).
+      - Their values are never shown (C(no_log)).
     type: dict
   xdg:
     description:
       - Read C($XDG_CONFIG_HOME/oci-discovery/ref-engine-discovery.json) (default C(~/.config)) and the same
         file in each directory of C($XDG_CONFIG_DIRS) (default C(/etc/xdg)) before asking hosts.
-      - Keys are regular expressions matched against the whole image name (Python C(re.fullmatch); POSIX
-        classes such as C([[:alpha:]]) are translated); the longest matching key is tried first, ties in
-        sort order; on the same key the file earlier in that list wins. Relative URIs in a file resolve
-        against the file's C(file://) URI and may name local files.
+      - Keys are POSIX extended regular expressions matched as C(regexec) does, that is anywhere in the image
+        name (C(example\.com) matches V(example.com/app#1.0)); write C(^...$) to match the whole name. POSIX
+        classes such as C([[:alpha:]]) are translated. The longest matching key is tried first, ties in sort
+        order; on the same key the file earlier in that list wins.
+      - These files are trusted. Relative URIs in a file resolve against the file's C(file://) URI, and only
+        URIs written in these files (or in local files they name) may be C(file://); a remote document that
+        names a C(file://) URI is refused. Local files must be regular files (a FIFO or device is refused)
+        and are read within O(timeout) and O(max_document_size).
       - When a matching key yields a root, hosts are not asked.
     type: bool
     default: true
@@ -85,9 +103,11 @@ options:
   on_missing:
     description:
       - What to do when a name matches nothing, that is when publishers answered but have no such tag or
-        platform, or every host said there is nothing (HTTP 404/410, unknown host).
+        platform, or every host said there is nothing (HTTP 404/410, unknown host), and nothing else failed.
       - V(error) fails, V(warn) warns and returns nothing for the name, V(empty) returns nothing silently.
-      - Other failures (TLS, timeouts, wrong media types, invalid documents, failed verification) always fail.
+      - Any other failure on the way (TLS, a refused redirect, a size limit or budget, a timeout, a temporary
+        DNS failure, a wrong media type, an invalid document, a failed verification) always fails, even when
+        another host then answers without the tag.
     type: str
     choices: [error, warn, empty]
     default: error
@@ -101,6 +121,24 @@ options:
       - Size limit in bytes of every document (ref-engines object, index, manifest), enforced while reading.
     type: int
     default: 4194304
+  max_documents:
+    description:
+      - Budget of one name's resolution; documents fetched (well-known files, indexes, blobs; a document
+        already fetched by the same client costs nothing). When it runs out the name fails, naming the budget.
+      - With O(max_engines) and O(max_total_size) it bounds the work a hostile publisher can cause (each
+        index digest is searched once per name anyway).
+    type: int
+    default: 1000
+  max_engines:
+    description:
+      - Budget of one name's resolution; ref engines expanded and CAS engines tried.
+    type: int
+    default: 1000
+  max_total_size:
+    description:
+      - Budget of one name's resolution; bytes read, all documents together.
+    type: int
+    default: 67108864
 notes:
   - Errors name the image and list every URL tried with the reason it did not help (HTTP status, TLS,
     media type, size, JSON, missing tag).
@@ -164,6 +202,9 @@ options:
     # a dict: not from the environment or ansible.cfg, which only give strings
     vars:
       - name: ansible_oci_discovery_headers
+  origin_headers:
+    vars:
+      - name: ansible_oci_discovery_origin_headers
   xdg:
     env:
       - name: OCI_DISCOVERY_XDG
@@ -212,4 +253,28 @@ options:
         key: max_document_size
     vars:
       - name: ansible_oci_discovery_max_document_size
+  max_documents:
+    env:
+      - name: OCI_DISCOVERY_MAX_DOCUMENTS
+    ini:
+      - section: oci_discovery
+        key: max_documents
+    vars:
+      - name: ansible_oci_discovery_max_documents
+  max_engines:
+    env:
+      - name: OCI_DISCOVERY_MAX_ENGINES
+    ini:
+      - section: oci_discovery
+        key: max_engines
+    vars:
+      - name: ansible_oci_discovery_max_engines
+  max_total_size:
+    env:
+      - name: OCI_DISCOVERY_MAX_TOTAL_SIZE
+    ini:
+      - section: oci_discovery
+        key: max_total_size
+    vars:
+      - name: ansible_oci_discovery_max_total_size
 '''

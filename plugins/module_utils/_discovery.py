@@ -3,13 +3,13 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The discovery client: host-based image name -> ref engines -> index -> Merkle roots.
 
-Implements DISCOVERY.md sections 2 to 6 on the consumer side:
+The consumer side of the oci-discovery specifications (see ``docs/resolving.md``):
 
-* ref-engine discovery from the XDG configuration (section 2.3), then from
+* ref-engine discovery from the XDG configuration, then from
   ``/.well-known/oci-host-ref-engines`` on the name's host and its DNS
-  ancestors (2.1), https first and http only when the caller allows it;
-* the ``oci-index-template-v1`` ref engine (3) and the ``oci-cas-template-v1``
-  CAS engine (4, with the name's variables available too);
+  ancestors, https first and http only when the caller allows it;
+* the ``oci-index-template-v1`` ref engine and the ``oci-cas-template-v1``
+  CAS engine (with the name's variables available too);
 * platform narrowing and descent into image indexes at any depth, and
   verification (size and digest) of every manifest or index fetched.
 
@@ -18,12 +18,22 @@ within it the host and its ancestors) and the first source that yields at
 least one matching root wins; the others are not asked. A source that fails
 or yields nothing is recorded with its reason and the next one is tried.
 
+Trust (``docs/security.md``): only the local XDG files, and local files they
+name, may name ``file:`` URIs; everything a remote document names is fetched
+over the allowed protocols only. Every resolution is bounded: each index
+digest is searched once, and budgets (documents fetched, engines tried, bytes
+read) stop a hostile walk with an error naming the budget. User headers go only
+to the origins the caller names (``headers``: the name's own host), at every
+redirect hop. Only a real "absent" (HTTP 404/410, unknown host, no such tag)
+makes a NotFoundError; any other failure on the way makes a DiscoveryError.
+
 HTTP is not done here: the client takes a ``fetcher``, an object with a
-``fetch(url, accept, max_bytes)`` method returning a ``Response`` (final URL
-after redirects, status, content type, body) or raising ``FetchError``.
+``fetch(url, accept, max_bytes, headers_for)`` method returning a ``Response``
+(final URL after redirects, status, content type, body) or raising
+``FetchError``; ``headers_for(url)`` gives the extra headers for each hop.
 ``_urls.py`` provides one built on ``ansible.module_utils.urls``. Every
 document is fetched at most once per client (successes and failures are
-cached by URL and Accept header).
+cached by URL, Accept header and the headers it may carry).
 
 No Ansible imports here.
 """
@@ -32,10 +42,13 @@ __metaclass__ = type
 
 import codecs
 import copy
-import json
+import errno
 import os
 import re
+import stat
+import time
 from collections import namedtuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ansible_collections.oci.discovery.plugins.module_utils._digests import (
     VerificationError, Verifier, parse_digest)
@@ -43,22 +56,32 @@ from ansible_collections.oci.discovery.plugins.module_utils._documents import (
     DocumentError, INDEX_TYPES, MT_DESCRIPTOR, MT_INDEX, MT_REF_ENGINES, REF_NAME,
     canonical_json, load_json, validate_descriptor, validate_ref_engines)
 from ansible_collections.oci.discovery.plugins.module_utils._names import (
-    InvalidName, dns_ancestors, parse_name)
+    ImageName, InvalidName, dns_ancestors, host_is_ip, parse_name)
+from ansible_collections.oci.discovery.plugins.module_utils._spec import (
+    CAS_PROTOCOL, INDEX_PROTOCOL, MAX_DOCUMENT_BYTES, WELL_KNOWN_PATH)
 from ansible_collections.oci.discovery.plugins.module_utils._templates import (
     TemplateError, cas_uri, expand_uri, resolve as resolve_uri)
 
-DEFAULT_MAX_BYTES = 4 * 1024 * 1024
+DEFAULT_MAX_BYTES = MAX_DOCUMENT_BYTES
 DEFAULT_PROTOCOLS = ('https',)
-WELL_KNOWN_PATH = '/.well-known/oci-host-ref-engines'
-INDEX_TEMPLATE = 'oci-index-template-v1'
-CAS_TEMPLATE = 'oci-cas-template-v1'
 XDG_FILE = os.path.join('oci-discovery', 'ref-engine-discovery.json')
 MAX_NESTING = 8
+# Budgets of one resolution (one name): documents fetched (cache misses), engines
+# tried (ref engines expanded, CAS URLs asked), bytes read. Option names in brackets.
+BUDGETS = (('documents', 'max_documents', 1000, 'documents fetched'),
+           ('engines', 'max_engines', 1000, 'engines tried'),
+           ('bytes', 'max_total_size', 64 * 1024 * 1024, 'bytes read'))
+DEFAULT_BUDGET = dict((key, default) for key, dummy, default, dummy2 in BUDGETS)
+FILE_TIMEOUT = 10
+_CHUNK = 64 * 1024
+_DEFAULT_PORTS = {'https': 443, 'http': 80}
 
 # Failure kinds. ABSENT: the server says there is nothing there (HTTP 404/410,
 # unknown host). Everything else is an ERROR.
 ABSENT = 'absent'
 ERROR = 'error'
+
+HeadersFor = Callable[[str], Dict[str, str]]
 
 
 class FetchError(Exception):
@@ -101,11 +124,15 @@ class DiscoveryError(ValueError):
 
 class NotFoundError(DiscoveryError):
     """Nothing matches the name: publishers answered but have no such tag or platform,
-    or every host said there is nothing (404/410/unknown host)."""
+    or every host said there is nothing (404/410/unknown host), and nothing failed."""
 
 
 class PlatformError(ValueError):
     """A platform option that is not ``os/arch[/variant]`` or a dict with os and architecture."""
+
+
+class _OutOfBudget(Exception):
+    """A budget of the current resolution ran out (turned into a DiscoveryError by the caller)."""
 
 
 # --------------------------------------------------------------------------- platforms
@@ -116,7 +143,7 @@ _ARCH_ALIASES = {'x86_64': 'amd64', 'x86-64': 'amd64', 'aarch64': 'arm64', 'armh
 _DEFAULT_VARIANTS = {'arm64': 'v8', 'arm': 'v7'}
 
 
-def parse_platform(value):
+def parse_platform(value: Any) -> Optional[Dict[str, Any]]:
     """``'linux/amd64'``, ``'linux/arm64/v8'`` or a dict -> a platform dict, or None for None/''."""
     if value is None or value == '' or value == {}:
         return None
@@ -146,7 +173,7 @@ def parse_platform(value):
     raise PlatformError('invalid platform %r: expected a string or a dict' % (value,))
 
 
-def format_platform(platform):
+def format_platform(platform: Any) -> str:
     """``os/architecture[/variant]`` of a platform dict."""
     if not isinstance(platform, dict):
         return 'unknown platform'
@@ -161,7 +188,7 @@ def _normal(platform):
     return platform.get('os'), arch, platform.get('variant') or _DEFAULT_VARIANTS.get(arch)
 
 
-def platform_matches(want, have):
+def platform_matches(want: Optional[Mapping[str, Any]], have: Any) -> bool:
     """Whether a descriptor's ``platform`` satisfies the wanted one.
 
     os and architecture must be equal (architecture aliases such as x86_64 ->
@@ -187,7 +214,7 @@ def platform_matches(want, have):
 
 # --------------------------------------------------------------------------- small helpers
 
-def parse_content_type(value):
+def parse_content_type(value: Optional[str]) -> Tuple[Optional[str], Dict[str, str]]:
     """``'a/b; charset=UTF-8'`` -> ``('a/b', {'charset': 'UTF-8'})``; (None, {}) when missing.
 
     The type is lower-cased (media types are case-insensitive, RFC 6838 4.2).
@@ -225,7 +252,28 @@ def _scheme(url):
     return match.group(1).lower() if match else None
 
 
-def file_uri(path):
+def url_origin(url: str) -> Optional[Tuple[str, str, int]]:
+    """``(scheme, host, port)`` of an http(s) URL (host lower-cased, IPv6 without brackets), else None."""
+    from urllib.parse import urlsplit  # local import, as in file_uri
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in _DEFAULT_PORTS or not parts.hostname:
+            return None
+        return scheme, parts.hostname.lower(), parts.port or _DEFAULT_PORTS[scheme]
+    except ValueError:  # a bad port or IPv6 literal
+        return None
+
+
+def parse_origin(text: str) -> Tuple[str, str, int]:
+    """An origin as users write it (``https://host[:port]``, optional trailing ``/``) -> url_origin()."""
+    origin = url_origin(text) if isinstance(text, str) else None
+    if origin is None or '@' in text or re.match(r'[A-Za-z]+://[^/?#]*/?\Z', text) is None:
+        raise ValueError('%r is not an origin (expected scheme://host[:port], scheme https or http)' % (text,))
+    return origin
+
+
+def file_uri(path: str) -> str:
     """The ``file://`` URI of an absolute local path (percent-encoded as RFC 8089 wants)."""
     from urllib.parse import quote  # local import: only XDG needs it
     return 'file://' + quote(os.path.abspath(path), safe="/!$&'()*+,;=:@-._~")
@@ -239,6 +287,56 @@ def _file_path(url):
     return unquote(parts.path)
 
 
+def read_local_file(path: str, limit: int, timeout: float = FILE_TIMEOUT) -> bytes:
+    """Read at most ``limit`` bytes of a regular file within ``timeout`` seconds; raise FetchError.
+
+    Opened with O_NONBLOCK and O_NOCTTY, so a FIFO, a terminal or a device never
+    blocks; anything but a regular file is refused. A missing file is ABSENT.
+    """
+    flags = os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0) | getattr(os, 'O_NOCTTY', 0) | getattr(os, 'O_CLOEXEC', 0)
+    deadline = time.monotonic() + timeout
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise FetchError('cannot read %s: %s' % (path, exc.strerror or exc),
+                         ABSENT if exc.errno == errno.ENOENT else ERROR)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise FetchError('refused: %s is not a regular file' % path)
+        chunks, total = [], 0
+        while True:
+            if time.monotonic() > deadline:
+                raise FetchError('cannot read %s within the %g s timeout' % (path, timeout))
+            chunk = os.read(fd, min(_CHUNK, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                raise FetchError('file larger than the limit of %d bytes' % limit)
+        return b''.join(chunks)
+    except OSError as exc:
+        raise FetchError('cannot read %s: %s' % (path, exc.strerror or exc))
+    finally:
+        os.close(fd)
+
+
+def check_expanded(url: str, name: ImageName) -> str:
+    """Refuse an expanded URL whose host is percent-encoded (no server has such a name); return it.
+
+    It happens when a template has ``{host}`` and the name's host is an IP
+    literal: simple expansion encodes ``[``, ``:`` and ``]``.
+    """
+    match = re.match(r'[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)', url)
+    if match and '%' in match.group(1).rpartition('@')[2]:
+        hint = ''
+        if host_is_ip(name.host) and name.host.startswith('['):
+            hint = ('; the name\'s host %s is an IP literal, which {host} percent-encodes: the template '
+                    'must use {+host} or name the server itself' % name.host)
+        raise TemplateError('the template expands to %s, whose host is percent-encoded%s' % (url, hint))
+    return url
+
+
 _POSIX_CLASSES = {
     'alpha': 'a-zA-Z', 'digit': '0-9', 'alnum': 'a-zA-Z0-9', 'upper': 'A-Z', 'lower': 'a-z',
     'space': r' \t\n\r\f\v', 'blank': r' \t', 'xdigit': '0-9A-Fa-f', 'punct': re.escape(
@@ -247,17 +345,19 @@ _POSIX_CLASSES = {
 }
 
 
-def compile_ere(pattern):
+def compile_ere(pattern: str) -> 're.Pattern':
     """Compile an XDG key (a POSIX extended regular expression) with Python's ``re``.
 
-    Differences between POSIX ERE and Python that matter here:
+    Keys are matched as POSIX ``regexec`` does: the expression may match
+    anywhere in the name (use ``.search``); ``^`` and ``$`` anchor it. The
+    differences between POSIX ERE and Python that matter here:
 
     * POSIX bracket classes (``[[:alpha:]]``) do not exist in Python; they are
       translated to ranges here (C locale).
-    * ERE matching is leftmost-longest, Python's is leftmost-first. Keys are
-      matched against the whole name with ``re.fullmatch``, which backtracks
-      until the whole string matches if any way does, so the yes/no answer is
-      the same.
+    * ERE matching is leftmost-longest, Python's is leftmost-first. Only
+      whether a key matches is used, and a search finds a match whenever one
+      exists, so the answer is the same. ``$`` also matches before a final
+      newline in Python, but image names cannot contain one.
     * Python accepts more syntax than ERE (``\\d``, lazy quantifiers,
       lookarounds, ``(?i)``); such keys work here but are not portable ERE.
       Collating elements (``[[.a.]]``) and equivalence classes (``[[=a=]]``)
@@ -272,7 +372,8 @@ def compile_ere(pattern):
 # --------------------------------------------------------------------------- sources and roots
 
 class _Source(namedtuple('_Source', 'label uri obj local')):
-    """A ref-engines object and where it came from (``uri`` is the base for relative URIs)."""
+    """A ref-engines object and where it came from (``uri`` is the base for relative URIs;
+    ``local``: it was read from a local file, so the URIs it names may be ``file:``)."""
 
     __slots__ = ()
 
@@ -280,18 +381,17 @@ class _Source(namedtuple('_Source', 'label uri obj local')):
 class _Root(object):
     """A Merkle root plus what is needed to fetch its content (CAS engines with their bases)."""
 
-    def __init__(self, name, entry, index_uri, shared_cas, local):
+    def __init__(self, name, entry, index_uri, index_local, shared_cas):
         self.name = name
         self.entry = entry
         self.index_uri = index_uri
-        # [(config, base URI)]: the entry's own CAS engines (relative to the index),
-        # then those of the ref-engines object (relative to where it came from).
-        self.cas_engines = [(c, index_uri) for c in _own_cas(entry)] + list(shared_cas)
-        self.local = local
+        # [(config, base URI, local)]: the entry's own CAS engines (relative to the index,
+        # local only when the index was a local file), then those of the ref-engines object.
+        self.cas_engines = [(c, index_uri, index_local) for c in _own_cas(entry)] + list(shared_cas)
         merged = copy.deepcopy(entry)
         configs = _own_cas(entry)
         seen = set(canonical_json(c) for c in configs)
-        for config, base in shared_cas:
+        for config, base, dummy in shared_cas:
             config = dict(config)
             uri = config.get('uri')
             if isinstance(uri, str) and _scheme(uri) is None and base:
@@ -317,21 +417,63 @@ def _own_cas(entry):
     return [e for e in engines if isinstance(e, dict)]
 
 
+class _Run(object):
+    """One resolution: the name, its attempts, the index digests searched and the budgets left."""
+
+    def __init__(self, client, name):
+        self.client = client
+        self.name = name
+        self.attempts = []
+        self.searched = set()
+        self.spent = dict((key, 0) for key in client.budget)
+        # Who may receive the caller's ``headers``: the name's own host, over each protocol.
+        host = name.host[1:-1] if name.host.startswith('[') else name.host
+        self.own_origins = set((p, host.lower(), client.port or _DEFAULT_PORTS[p]) for p in client.protocols)
+        # Cache scope: documents fetched with the name-host headers are not shared with other hosts.
+        self.scope = host.lower() if client.headers else None
+
+    def spend(self, key, amount=1):
+        self.spent[key] += amount
+        limit = self.client.budget[key]
+        if self.spent[key] > limit:
+            option, what = [(o, w) for k, o, dummy, w in BUDGETS if k == key][0]
+            raise _OutOfBudget('stopped: more than %d %s for one name (the %s budget ran out)'
+                               % (limit, what, option))
+
+    def headers_for(self, url):
+        """The caller's headers that may go to ``url``: only to origins the caller named."""
+        origin = url_origin(url)
+        headers = {}
+        if origin is not None:
+            headers.update(self.client.origin_headers.get(origin, {}))
+            if origin in self.own_origins:
+                headers.update(self.client.headers)
+        return headers
+
+
 class Client(object):
     """Resolves host-based image names; one instance shares one document cache.
 
-    :arg fetcher: object with ``fetch(url, accept, max_bytes) -> Response``.
+    :arg fetcher: object with ``fetch(url, accept, max_bytes, headers_for) -> Response``.
     :arg protocols: well-known discovery protocols in order (``https``, ``http``);
         documents are only fetched over these schemes.
     :arg port: port appended to every host in well-known URIs (``{host}`` in
         templates is never given a port).
-    :arg xdg: read the XDG configuration (section 2.3).
+    :arg xdg: read the XDG configuration.
     :arg environ: environment for ``XDG_CONFIG_HOME``/``XDG_CONFIG_DIRS``/``HOME``.
     :arg max_bytes: size limit of every JSON document.
+    :arg headers: request headers sent only to the name's own host (any protocol,
+        at ``port``), at every redirect hop that stays there.
+    :arg origin_headers: ``{'https://host[:port]': {header: value}}``: headers for
+        other origins the caller names.
+    :arg budget: ``{'documents': N, 'engines': N, 'bytes': N}`` per name (see BUDGETS).
     """
 
-    def __init__(self, fetcher, protocols=DEFAULT_PROTOCOLS, port=None, xdg=True,
-                 environ=None, max_bytes=DEFAULT_MAX_BYTES):
+    def __init__(self, fetcher: Any, protocols: Sequence[str] = DEFAULT_PROTOCOLS, port: Optional[int] = None,
+                 xdg: bool = True, environ: Optional[Mapping[str, str]] = None, max_bytes: int = DEFAULT_MAX_BYTES,
+                 headers: Optional[Mapping[str, str]] = None,
+                 origin_headers: Optional[Mapping[str, Mapping[str, str]]] = None,
+                 budget: Optional[Mapping[str, int]] = None) -> None:
         protocols = [p.lower() for p in (protocols or ())]
         bad = [p for p in protocols if p not in ('https', 'http')]
         if bad or not protocols:
@@ -346,6 +488,12 @@ class Client(object):
         self.xdg = xdg
         self.environ = os.environ if environ is None else environ
         self.max_bytes = max_bytes
+        self.headers = dict(headers or {})
+        self.origin_headers = {}
+        for text, values in (origin_headers or {}).items():
+            self.origin_headers.setdefault(parse_origin(text), {}).update(values or {})
+        self.budget = dict(DEFAULT_BUDGET, **dict(budget or {}))
+        self.file_timeout = float(getattr(fetcher, 'timeout', FILE_TIMEOUT) or FILE_TIMEOUT)
         self.requests = []          # URLs actually fetched (cache misses), in order
         self._cache = {}
         self._parsed = {}
@@ -355,53 +503,54 @@ class Client(object):
 
     # ------------------------------------------------------------------ fetching
 
-    def fetch(self, url, accept, max_bytes=None, local=False):
-        """Fetch ``url`` once per client (results and failures are cached)."""
+    def _get(self, run, url, accept, max_bytes=None, local=False):
+        """Fetch ``url`` once per client (results and failures are cached).
+
+        ``local``: the document naming ``url`` was itself read from a local file,
+        so a ``file:`` URL may be read; otherwise only the allowed protocols are.
+        """
         limit = self.max_bytes if max_bytes is None else max_bytes
-        cached = _memoized(self._cache, (url, accept), lambda: self._fetch(url, accept, limit, local))
+        cached = _memoized(self._cache, (url, accept, run.scope),
+                           lambda: self._get_uncached(run, url, accept, limit, local))
         if len(cached.body) > limit:
             raise FetchError('body larger than the limit of %d bytes' % limit)
         return cached
 
-    def _fetch(self, url, accept, limit, local):
+    def _get_uncached(self, run, url, accept, limit, local):
         scheme = _scheme(url)
-        if scheme == 'file' and local:
-            return self._read_file(url, limit)
+        if scheme == 'file':
+            if not local:
+                raise FetchError('refused: a remote document names this local file; only the local XDG '
+                                 'configuration (and local files it names) may use file: URIs')
+            run.spend('documents')
+            self.requests.append(url)
+            data = read_local_file(_file_path(url), limit, self.file_timeout)
+            run.spend('bytes', len(data))
+            return Response(url, 200, None, data)
         if scheme not in self.protocols:
             allowed = ' or '.join(self.protocols)
             if scheme in ('http', 'https'):
                 raise FetchError('refused: %s is not an allowed protocol (protocols: %s)' % (scheme, allowed))
             raise FetchError('refused: unsupported URI scheme %r (protocols: %s)' % (scheme, allowed))
+        run.spend('documents')
         self.requests.append(url)
-        response = self.fetcher.fetch(url, accept, limit)
+        response = self.fetcher.fetch(url, accept, limit, run.headers_for)
+        run.spend('bytes', len(response.body))
         if _scheme(response.url) not in self.protocols:
             raise FetchError('refused: redirected to %s, which is not an allowed protocol'
                              % response.url)
         return response
 
-    def _read_file(self, url, limit):
-        path = _file_path(url)
-        self.requests.append(url)
-        try:
-            with open(path, 'rb') as handle:
-                data = handle.read(limit + 1)
-        except (IOError, OSError) as exc:
-            kind = ABSENT if getattr(exc, 'errno', None) == 2 else ERROR
-            raise FetchError('cannot read %s: %s' % (path, exc.strerror or exc), kind)
-        if len(data) > limit:
-            raise FetchError('file larger than the limit of %d bytes' % limit)
-        return Response(url, 200, None, data)
-
-    def _json(self, url, media_type, what, local=False):
+    def _json(self, run, url, media_type, what, local=False):
         """GET a JSON document of ``media_type``; return (final URL, object). Raises FetchError.
 
         Parsed documents are cached too (callers do not modify them).
         """
-        return _memoized(self._parsed, (url, media_type, what),
-                         lambda: self._parse_json(url, media_type, what, local))
+        return _memoized(self._parsed, (url, media_type, what, run.scope),
+                         lambda: self._parse_json(run, url, media_type, what, local))
 
-    def _parse_json(self, url, media_type, what, local):
-        response = self.fetch(url, media_type, local=local)
+    def _parse_json(self, run, url, media_type, what, local):
+        response = self._get(run, url, media_type, local=local)
         if response.status in (404, 410):
             raise FetchError('HTTP %d (not found)' % response.status, ABSENT)
         if response.status != 200:
@@ -430,7 +579,7 @@ class Client(object):
 
     # ------------------------------------------------------------------ XDG
 
-    def xdg_paths(self):
+    def xdg_paths(self) -> List[str]:
         """Configuration files in order of decreasing preference (XDG Base Directory 0.8)."""
         env = self.environ
         home = env.get('XDG_CONFIG_HOME') or os.path.join(
@@ -449,15 +598,12 @@ class Client(object):
         for path in self.xdg_paths():
             uri = file_uri(path)
             try:
-                with open(path, 'rb') as handle:
-                    data = handle.read(self.max_bytes + 1)
-            except (IOError, OSError) as exc:
-                if getattr(exc, 'errno', None) != 2:
-                    attempts.append(Attempt(path, 'cannot read: %s' % (exc.strerror or exc), ERROR))
+                data = read_local_file(path, self.max_bytes, self.file_timeout)
+            except FetchError as exc:
+                if exc.kind != ABSENT:
+                    attempts.append(Attempt(path, exc.reason, ERROR))
                 continue
             try:
-                if len(data) > self.max_bytes:
-                    raise DocumentError('file larger than the limit of %d bytes' % self.max_bytes)
                 config = load_json(data, 'XDG ref-engine discovery file')
                 if not isinstance(config, dict):
                     raise DocumentError('expected a JSON object (regexp ref-engines object)')
@@ -482,13 +628,14 @@ class Client(object):
 
     # ------------------------------------------------------------------ discovery
 
-    def _sources(self, name, attempts):
-        """Yield ref-engines objects for ``name`` lazily, most preferred first."""
+    def _sources(self, run):
+        """Yield ref-engines objects for the run's name lazily, most preferred first."""
+        name, attempts = run.name, run.attempts
         if self.xdg:
             entries = self._load_xdg()
             attempts.extend(self._xdg_attempts)
             for key, regexp, value, uri, path in entries:
-                if regexp.fullmatch(name.name):
+                if regexp.search(name.name):
                     yield _Source('XDG key %r in %s' % (key, path), uri, value, True)
         answered = set()
         for protocol in self.protocols:
@@ -498,7 +645,7 @@ class Client(object):
                     continue  # it answered over an earlier protocol: do not downgrade
                 url = '%s://%s%s' % (protocol, authority, WELL_KNOWN_PATH)
                 try:
-                    final, obj = self._json(url, MT_REF_ENGINES, 'ref-engines object')
+                    final, obj = self._json(run, url, MT_REF_ENGINES, 'ref-engines object')
                 except FetchError as exc:
                     attempts.append(Attempt(url, exc.reason, exc.kind))
                     continue
@@ -507,38 +654,41 @@ class Client(object):
                 attempts.append(Attempt(url + via, 'ok: ref-engines object', 'ok'))
                 yield _Source('%s%s' % (url, via), final, obj, False)
 
-    def _roots_from(self, name, source, attempts):
+    def _roots_from(self, run, source):
+        attempts = run.attempts
         try:
             obj = validate_ref_engines(source.obj, 'ref-engines object')
         except DocumentError as exc:
             attempts.append(Attempt(source.label, str(exc), ERROR))
             return []
-        cas = [(c, source.uri) for c in obj.get('casEngines') or []]
-        engines = [e for e in obj.get('refEngines') or [] if e.get('protocol') == INDEX_TEMPLATE]
+        cas = [(c, source.uri, source.local) for c in obj.get('casEngines') or []]
+        engines = [e for e in obj.get('refEngines') or [] if e.get('protocol') == INDEX_PROTOCOL]
         if not engines:
             protocols = sorted(set(e.get('protocol') for e in obj.get('refEngines') or []))
             attempts.append(Attempt(source.label, 'no %s ref engine%s' % (
-                INDEX_TEMPLATE, ' (only: %s)' % ', '.join(protocols) if protocols else ''), ABSENT))
+                INDEX_PROTOCOL, ' (only: %s)' % ', '.join(protocols) if protocols else ''), ABSENT))
             return []
         roots = []
         seen = set()
         for engine in engines:
+            run.spend('engines')
             try:
-                url = expand_uri(engine['uri'], name.variables(), base=source.uri)
+                url = check_expanded(expand_uri(engine['uri'], run.name.variables(), base=source.uri), run.name)
             except TemplateError as exc:
                 attempts.append(Attempt(source.label, str(exc), ERROR))
                 continue
-            for root in self._index_roots(name, url, cas, source, attempts):
+            for root in self._index_roots(run, url, cas, source):
                 key = canonical_json(root.merkle)
                 if key not in seen:
                     seen.add(key)
                     roots.append(root)
         return roots
 
-    def _index_roots(self, name, url, cas, source, attempts):
+    def _index_roots(self, run, url, cas, source):
+        name, attempts = run.name, run.attempts
         label = url
         try:
-            final, index = self._json(url, MT_INDEX, 'image index', local=source.local)
+            final, index = self._json(run, url, MT_INDEX, 'image index', local=source.local)
             if final != url:
                 label = '%s (redirected to %s)' % (url, final)
             if not isinstance(index, dict):
@@ -577,36 +727,44 @@ class Client(object):
             return []
         attempts.append(Attempt(label, 'ok: %d matching entr%s' % (
             len(matched), 'y' if len(matched) == 1 else 'ies'), 'ok'))
-        roots = []
-        for entry in matched:
-            roots.append(_Root(name, entry, final, cas, source.local))
-        return roots
+        # The entries' own CAS engines may name local files only if the index is a local file.
+        index_local = source.local and _scheme(final) == 'file'
+        return [_Root(name, entry, final, index_local, cas) for entry in matched]
 
-    def roots(self, name):
-        """The Merkle roots of ``name`` (text or ImageName) as internal ``_Root`` objects.
-
-        Raises NotFoundError or DiscoveryError listing every attempt.
-        """
+    def _start(self, name):
         if isinstance(name, str):
             try:
                 name = parse_name(name)
             except InvalidName as exc:
                 raise DiscoveryError(name, str(exc))
-        attempts = []
-        for source in self._sources(name, attempts):
-            roots = self._roots_from(name, source, attempts)
-            if roots:
-                return name, roots, attempts
-        raise _failure(name.name, attempts)
+        return _Run(self, name)
 
-    def merkle_roots(self, name):
-        """The Merkle root objects of ``name`` (DISCOVERY.md section 3), duplicates dropped."""
+    def _roots(self, run):
+        for source in self._sources(run):
+            roots = self._roots_from(run, source)
+            if roots:
+                return roots
+        raise _failure(run.name.name, run.attempts)
+
+    def roots(self, name: Any) -> Tuple[ImageName, List[_Root], List[Attempt]]:
+        """The Merkle roots of ``name`` (text or ImageName) as internal ``_Root`` objects.
+
+        Raises NotFoundError or DiscoveryError listing every attempt.
+        """
+        run = self._start(name)
+        try:
+            return run.name, self._roots(run), run.attempts
+        except _OutOfBudget as exc:
+            raise DiscoveryError(run.name.name, str(exc), run.attempts)
+
+    def merkle_roots(self, name: Any) -> List[Dict[str, Any]]:
+        """The Merkle root objects of ``name``, duplicates dropped."""
         dummy, roots, dummy2 = self.roots(name)
         return [root.merkle for root in roots]
 
     # ------------------------------------------------------------------ CAS and descent
 
-    def fetch_blob(self, root, descriptor, engines=None):
+    def _fetch_blob(self, run, root, descriptor):
         """Fetch a blob through the root's CAS engines and verify size and digest; return bytes."""
         digest = str(parse_digest(descriptor['digest']))
         if digest in self._blobs:
@@ -617,15 +775,16 @@ class Client(object):
             raise DiscoveryError(root.name.name, '%s is %d bytes, more than the document size limit '
                                  'of %d' % (what, size, self.max_bytes))
         attempts = []
-        engines = list(engines if engines is not None else root.cas_engines)
-        usable = [(c, b) for c, b in engines if c.get('protocol') == CAS_TEMPLATE and isinstance(c.get('uri'), str)]
+        usable = [(c, b, local) for c, b, local in root.cas_engines
+                  if c.get('protocol') == CAS_PROTOCOL and isinstance(c.get('uri'), str)]
         if not usable:
             raise DiscoveryError(root.name.name, 'cannot fetch %s: the root has no %s CAS engine'
-                                 % (what, CAS_TEMPLATE))
+                                 % (what, CAS_PROTOCOL))
         tried = set()
-        for config, base in usable:
+        for config, base, local in usable:
+            run.spend('engines')
             try:
-                url = cas_uri(config['uri'], parse_digest(digest), root.name, base)
+                url = check_expanded(cas_uri(config['uri'], parse_digest(digest), root.name, base), root.name)
             except TemplateError as exc:
                 attempts.append(Attempt(config['uri'], str(exc), ERROR))
                 continue
@@ -633,7 +792,7 @@ class Client(object):
                 continue
             tried.add(url)
             try:
-                response = self.fetch(url, descriptor['mediaType'], max_bytes=size, local=root.local)
+                response = self._get(run, url, descriptor['mediaType'], max_bytes=size, local=local)
                 if response.status != 200:
                     raise FetchError('HTTP %d' % response.status,
                                      ABSENT if response.status in (404, 410) else ERROR)
@@ -656,8 +815,8 @@ class Client(object):
             return response.body
         raise DiscoveryError(root.name.name, 'cannot fetch %s through its CAS engines' % what, attempts)
 
-    def _index_children(self, root, descriptor, trail):
-        body = self.fetch_blob(root, descriptor)
+    def _index_children(self, run, root, descriptor):
+        body = self._fetch_blob(run, root, descriptor)
         what = 'image index %s' % descriptor['digest']
         try:
             index = load_json(body, what)
@@ -670,11 +829,12 @@ class Client(object):
             raise DiscoveryError(root.name.name, str(exc))
         return children
 
-    def _select(self, root, descriptor, platform, verify, trail):
+    def _select(self, run, root, descriptor, platform, verify, trail):
         """Return (explicit, unknown, seen): descriptors matching ``platform`` under ``descriptor``.
 
         ``explicit`` match by their platform field; ``unknown`` are manifests
         that declare no platform; ``seen`` lists the platforms met (for errors).
+        Each index digest is searched once per run: met again (a DAG), it adds nothing new.
         """
         if 'platform' in descriptor and platform and not platform_matches(platform, descriptor['platform']) \
                 and descriptor.get('mediaType') not in INDEX_TYPES:
@@ -686,22 +846,25 @@ class Client(object):
             if len(trail) >= MAX_NESTING:
                 raise DiscoveryError(root.name.name, 'image indexes nested deeper than %d levels at %s'
                                      % (MAX_NESTING, digest))
+            if digest in run.searched:
+                return [], [], []
+            run.searched.add(digest)
             explicit, unknown, seen = [], [], []
-            for child in self._index_children(root, descriptor, trail):
-                e, u, s = self._select(root, child, platform, verify, trail + [digest])
+            for child in self._index_children(run, root, descriptor):
+                e, u, s = self._select(run, root, child, platform, verify, trail + [digest])
                 explicit += e
                 unknown += u
                 seen += s
             return explicit, unknown, seen
         if verify:
-            self.fetch_blob(root, descriptor)
+            self._fetch_blob(run, root, descriptor)
         if platform and 'platform' in descriptor:
             return [(descriptor, verify)], [], [descriptor['platform']]
         if platform:
             return [], [(descriptor, verify)], []
         return [(descriptor, verify)], [], []
 
-    def resolve(self, name, platform=None, verify=False):
+    def resolve(self, name: Any, platform: Any = None, verify: bool = False) -> List[Dict[str, Any]]:
         """Resolve ``name``; return a list of result dicts (one per selected manifest).
 
         Each result: ``name``, ``digest``, ``mediaType``, ``size``,
@@ -709,12 +872,19 @@ class Client(object):
         ``root`` (the Merkle root object), ``verified``.
         """
         platform = parse_platform(platform)
-        name, roots, attempts = self.roots(name)
+        run = self._start(name)
+        try:
+            return self._resolve(run, platform, verify)
+        except _OutOfBudget as exc:
+            raise DiscoveryError(run.name.name, str(exc), run.attempts)
+
+    def _resolve(self, run, platform, verify):
+        name, roots = run.name, self._roots(run)
         results = []
         seen_platforms = []
         explicit_all, unknown_all = [], []
         for root in roots:
-            explicit, unknown, seen = self._select(root, root.entry, platform, verify, [])
+            explicit, unknown, seen = self._select(run, root, root.entry, platform, verify, [])
             explicit_all += [(root, d, v) for d, v in explicit]
             unknown_all += [(root, d, v) for d, v in unknown]
             seen_platforms += seen
@@ -725,8 +895,9 @@ class Client(object):
                 text = format_platform(p)
                 if text not in available:
                     available.append(text)
-            raise NotFoundError(name.name, 'no manifest for platform %s (available: %s)'
-                                % (format_platform(platform), ', '.join(available) or 'none'), attempts)
+            cls = DiscoveryError if _failed(run.attempts) else NotFoundError
+            raise cls(name.name, 'no manifest for platform %s (available: %s)'
+                      % (format_platform(platform), ', '.join(available) or 'none'), run.attempts)
         seen = set()
         for root, descriptor, verified in chosen:
             key = (canonical_json(root.merkle), descriptor['digest'])
@@ -753,16 +924,20 @@ def _kind(value):
             float: 'a number', type(None): 'null'}.get(type(value), type(value).__name__)
 
 
+def _failed(attempts):
+    """Whether an attempt failed for another reason than "absent" or "no such tag"."""
+    return any(a.kind == ERROR for a in attempts)
+
+
 def _failure(name, attempts):
-    """NotFoundError when publishers answered "no such tag" or every host said "nothing here"."""
-    kinds = set(a.kind for a in attempts) - set(('ok',))
-    if 'nomatch' in kinds or (kinds and kinds <= set((ABSENT,))):
+    """NotFoundError when publishers answered "no such tag" or every host said "nothing here".
+
+    Any other failure on the way (TLS, a refused redirect, a size limit, a
+    timeout, a temporary DNS error, an invalid document) makes it a
+    DiscoveryError, which ``on_missing`` does not hide.
+    """
+    if _failed(attempts):
+        return DiscoveryError(name, 'no ref engine returned a matching root', attempts)
+    if any(a.kind in ('nomatch', ABSENT) for a in attempts):
         return NotFoundError(name, 'no matching image', attempts)
-    if not kinds:
-        return NotFoundError(name, 'no ref-engine discovery source applies', attempts)
-    return DiscoveryError(name, 'no ref engine returned a matching root', attempts)
-
-
-def result_json(results):
-    """Stable JSON text of results (for debugging and tests)."""
-    return json.dumps(results, sort_keys=True, indent=2)
+    return NotFoundError(name, 'no ref-engine discovery source applies', attempts)

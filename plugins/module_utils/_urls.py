@@ -9,7 +9,10 @@ redirects itself, hop by hop (``follow_redirects='none'``), so that it can:
 * count hops and stop at ``max_redirects``, and name a redirect loop;
 * refuse a redirect to a scheme that is not allowed (https -> http when http
   is not in ``protocols``; anything that is not http or https);
-* report the final URL, against which relative templates are resolved.
+* report the final URL, against which relative templates are resolved;
+* choose the caller's extra headers anew for every hop (``headers_for(url)``),
+  so that headers meant for one origin are dropped when a redirect leaves it,
+  as curl and browsers do.
 
 The size limit is enforced while reading: a Content-Length above it fails
 before the body is read, otherwise the body is read in chunks and reading
@@ -33,8 +36,10 @@ from urllib.error import HTTPError, URLError
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
 from ansible.module_utils.urls import Request, SSLValidationError
 
+from typing import Optional, Sequence
+
 from ansible_collections.oci.discovery.plugins.module_utils._discovery import (
-    ABSENT, FetchError, Response)
+    ABSENT, ERROR, FetchError, HeadersFor, Response)
 
 CHUNK = 64 * 1024
 DEFAULT_TIMEOUT = 10
@@ -43,11 +48,16 @@ USER_AGENT = 'ansible-oci.discovery'
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
+# getaddrinfo answers that mean "no such host" (NXDOMAIN, no address); the others
+# (EAI_AGAIN: no answer from the resolver, EAI_FAIL...) say nothing about the host.
+_NO_SUCH_HOST = tuple(getattr(socket, code) for code in ('EAI_NONAME', 'EAI_NODATA') if hasattr(socket, code))
+
+
 def _scheme(url):
     return url.split(':', 1)[0].lower() if ':' in url else ''
 
 
-def describe_exception(exc):
+def describe_exception(exc: BaseException) -> str:
     """A short reason for a connection-level failure (TLS, DNS, refused, timeout...)."""
     if isinstance(exc, URLError) and not isinstance(exc, HTTPError):
         exc = exc.reason if not isinstance(exc.reason, str) else exc
@@ -60,7 +70,9 @@ def describe_exception(exc):
     if isinstance(exc, SSLValidationError):
         return 'TLS certificate verification failed: %s' % exc
     if isinstance(exc, socket.gaierror):
-        return 'unknown host (%s)' % (exc.strerror or exc)
+        if exc.errno in _NO_SUCH_HOST:
+            return 'unknown host (%s)' % (exc.strerror or exc)
+        return 'DNS lookup failed, not an answer about the host (%s)' % (exc.strerror or exc)
     if isinstance(exc, socket.timeout):
         return 'timed out'
     if isinstance(exc, ConnectionRefusedError):
@@ -79,10 +91,12 @@ def describe_exception(exc):
 
 
 def _kind_of(exc):
+    """ABSENT only for a DNS answer that the host does not exist; everything else is an ERROR."""
     reason = getattr(exc, 'reason', None)
-    if isinstance(exc, socket.gaierror) or isinstance(reason, socket.gaierror):
-        return ABSENT
-    return 'error'
+    for value in (exc, reason):
+        if isinstance(value, socket.gaierror) and value.errno in _NO_SUCH_HOST:
+            return ABSENT
+    return ERROR
 
 
 class _Cancelled(Exception):
@@ -114,27 +128,29 @@ class UrlFetcher(object):
     :arg validate_certs: verify TLS certificates (default True).
     :arg ca_path: PEM bundle of CAs to trust instead of the system store.
     :arg use_proxy: honour ``*_proxy`` environment variables.
-    :arg headers: extra request headers (``Accept`` is set per request).
     :arg timeout: overall deadline in seconds for each fetch, redirects included.
     :arg max_redirects: redirect hops allowed per fetch.
     """
 
-    def __init__(self, protocols=('https',), validate_certs=True, ca_path=None, use_proxy=True,
-                 headers=None, timeout=DEFAULT_TIMEOUT, max_redirects=DEFAULT_MAX_REDIRECTS,
-                 user_agent=USER_AGENT):
+    def __init__(self, protocols: Sequence[str] = ('https',), validate_certs: bool = True,
+                 ca_path: Optional[str] = None, use_proxy: bool = True, timeout: float = DEFAULT_TIMEOUT,
+                 max_redirects: int = DEFAULT_MAX_REDIRECTS, user_agent: str = USER_AGENT) -> None:
         self.protocols = tuple(p.lower() for p in protocols)
         self.validate_certs = validate_certs
         self.ca_path = ca_path
         self.use_proxy = use_proxy
-        self.headers = dict(headers or {})
         self.timeout = float(timeout)
         self.max_redirects = max_redirects
         self.user_agent = user_agent
 
-    def fetch(self, url, accept, max_bytes):
-        """GET ``url``; return a Response or raise FetchError (within ``timeout`` seconds)."""
+    def fetch(self, url: str, accept: str, max_bytes: int, headers_for: Optional[HeadersFor] = None) -> Response:
+        """GET ``url``; return a Response or raise FetchError (within ``timeout`` seconds).
+
+        ``headers_for(url)`` gives the extra headers of each hop (``Accept`` is
+        always ``accept``); without it, none are sent.
+        """
         job = _Job(time.monotonic() + self.timeout)
-        worker = threading.Thread(target=self._run, args=(job, url, accept, max_bytes),
+        worker = threading.Thread(target=self._run, args=(job, url, accept, max_bytes, headers_for),
                                   name='oci-discovery-fetch')
         worker.daemon = True
         worker.start()
@@ -162,9 +178,9 @@ class UrlFetcher(object):
         except Exception:
             pass
 
-    def _run(self, job, url, accept, max_bytes):
+    def _run(self, job, url, accept, max_bytes, headers_for):
         try:
-            job.result = self._follow(job, url, accept, max_bytes)
+            job.result = self._follow(job, url, accept, max_bytes, headers_for)
         except _Cancelled:
             job.error = FetchError('no complete response within the %g s timeout' % self.timeout)
         except FetchError as exc:
@@ -177,19 +193,19 @@ class UrlFetcher(object):
         finally:
             job.done.set()
 
-    def _follow(self, job, url, accept, max_bytes):
+    def _follow(self, job, url, accept, max_bytes, headers_for):
         seen = [url]
-        headers = dict(self.headers)
-        headers['Accept'] = accept
-        request = Request(headers=headers, use_proxy=self.use_proxy, validate_certs=self.validate_certs,
+        request = Request(use_proxy=self.use_proxy, validate_certs=self.validate_certs,
                           ca_path=self.ca_path, follow_redirects='none', http_agent=self.user_agent,
                           decompress=False, use_netrc=False)
         while True:
             if _scheme(url) not in self.protocols:
                 raise FetchError('refused: %s is not an allowed protocol (allowed: %s)'
                                  % (_scheme(url) or url, ', '.join(self.protocols)))
+            headers = dict(headers_for(url)) if headers_for is not None else {}
+            headers['Accept'] = accept
             try:
-                response = request.open('GET', url, timeout=job.remaining())
+                response = request.open('GET', url, headers=headers, timeout=job.remaining())
             except HTTPError as exc:
                 location = exc.headers.get('Location') if exc.headers is not None else None
                 status = exc.code

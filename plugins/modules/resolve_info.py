@@ -122,28 +122,13 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.oci.discovery.plugins.module_utils._discovery import DiscoveryError, NotFoundError
 from ansible_collections.oci.discovery.plugins.module_utils._resolve import (
-    OptionError, build_client, module_match, parse_request)
+    OptionError, argument_spec, build_client, module_match, parse_request)
 from ansible_collections.oci.discovery.plugins.module_utils._templates import HAS_URITEMPLATE, URITEMPLATE_IMPORT_ERROR
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            names=dict(type='list', elements='raw', required=True),
-            protocols=dict(type='list', elements='str', choices=['https', 'http'], default=['https']),
-            port=dict(type='int'),
-            validate_certs=dict(type='bool', default=True),
-            ca_path=dict(type='path'),
-            timeout=dict(type='float', default=10),
-            use_proxy=dict(type='bool', default=True),
-            headers=dict(type='dict'),
-            xdg=dict(type='bool', default=True),
-            platform=dict(type='raw'),
-            verify=dict(type='bool', default=False),
-            on_missing=dict(type='str', choices=['error', 'warn', 'empty'], default='error'),
-            max_redirects=dict(type='int', default=5),
-            max_document_size=dict(type='int', default=4194304),
-        ),
+        argument_spec=dict(names=dict(type='list', elements='raw', required=True), **argument_spec()),
         supports_check_mode=True,
     )
     if not HAS_URITEMPLATE:

@@ -166,5 +166,28 @@ def test_extra_headers_sent(site, tls):
         seen.update(handler.headers)
         return Reply(200, {"Content-Type": IDX}, b"{}")
     site.route("example.test", "/h", capture)
-    fetcher(tls, headers={"X-Test": "1", "Accept": "ignored"}).fetch("https://example.test/h", IDX, MiB)
+    fetcher(tls).fetch("https://example.test/h", IDX, MiB, lambda url: {"X-Test": "1", "Accept": "ignored"})
     assert seen["X-Test"] == "1" and seen["Accept"] == IDX
+
+
+def test_headers_chosen_per_hop_and_dropped_on_a_cross_origin_redirect(site, tls):
+    seen = []
+
+    def capture(handler):
+        seen.append((handler.headers.get("Host"), handler.path, handler.headers.get("Authorization")))
+        if handler.path == "/start":
+            return redirect("https://other-site.test/away")
+        if handler.path == "/away":
+            return redirect("https://example.test/back")
+        return Reply(200, {"Content-Type": IDX}, b"{}")
+    for host, path in (("example.test", "/start"), ("other-site.test", "/away"), ("example.test", "/back")):
+        site.route(host, path, capture)
+    asked = []
+
+    def headers_for(url):
+        asked.append(url)
+        return {"Authorization": "Bearer t"} if url.startswith("https://example.test/") else {}
+    r = fetcher(tls).fetch("https://example.test/start", IDX, MiB, headers_for)
+    assert r.url == "https://example.test/back"
+    assert asked == ["https://example.test/start", "https://other-site.test/away", "https://example.test/back"]
+    assert [auth for dummy, dummy2, auth in seen] == ["Bearer t", None, "Bearer t"]
