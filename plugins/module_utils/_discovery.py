@@ -510,30 +510,28 @@ class Client(object):
         so a ``file:`` URL may be read; otherwise only the allowed protocols are.
         """
         limit = self.max_bytes if max_bytes is None else max_bytes
-        cached = _memoized(self._cache, (url, accept, run.scope),
-                           lambda: self._get_uncached(run, url, accept, limit, local))
-        if len(cached.body) > limit:
-            raise FetchError('body larger than the limit of %d bytes' % limit)
-        return cached
-
-    def _get_uncached(self, run, url, accept, limit, local):
         scheme = _scheme(url)
-        if scheme == 'file':
-            if not local:
-                raise FetchError('refused: a remote document names this local file; only the local XDG '
-                                 'configuration (and local files it names) may use file: URIs')
-            run.spend('documents')
-            self.requests.append(url)
-            data = read_local_file(_file_path(url), limit, self.file_timeout)
-            run.spend('bytes', len(data))
-            return Response(url, 200, None, data)
-        if scheme not in self.protocols:
+        if scheme == 'file' and not local:
+            raise FetchError('refused: a remote document names this local file; only the local XDG '
+                             'configuration (and local files it names) may use file: URIs')
+        if scheme != 'file' and scheme not in self.protocols:
             allowed = ' or '.join(self.protocols)
             if scheme in ('http', 'https'):
                 raise FetchError('refused: %s is not an allowed protocol (protocols: %s)' % (scheme, allowed))
             raise FetchError('refused: unsupported URI scheme %r (protocols: %s)' % (scheme, allowed))
+        cached = _memoized(self._cache, (url, accept, run.scope),
+                           lambda: self._get_uncached(run, url, accept, limit))
+        if len(cached.body) > limit:
+            raise FetchError('body larger than the limit of %d bytes' % limit)
+        return cached
+
+    def _get_uncached(self, run, url, accept, limit):
         run.spend('documents')
         self.requests.append(url)
+        if _scheme(url) == 'file':
+            data = read_local_file(_file_path(url), limit, self.file_timeout)
+            run.spend('bytes', len(data))
+            return Response(url, 200, None, data)
         response = self.fetcher.fetch(url, accept, limit, run.headers_for)
         run.spend('bytes', len(response.body))
         if _scheme(response.url) not in self.protocols:
@@ -546,7 +544,7 @@ class Client(object):
 
         Parsed documents are cached too (callers do not modify them).
         """
-        return _memoized(self._parsed, (url, media_type, what, run.scope),
+        return _memoized(self._parsed, (url, media_type, what, run.scope, local),
                          lambda: self._parse_json(run, url, media_type, what, local))
 
     def _parse_json(self, run, url, media_type, what, local):
@@ -788,9 +786,9 @@ class Client(object):
             except TemplateError as exc:
                 attempts.append(Attempt(config['uri'], str(exc), ERROR))
                 continue
-            if url in tried:
+            if (url, local) in tried:
                 continue
-            tried.add(url)
+            tried.add((url, local))
             try:
                 response = self._get(run, url, descriptor['mediaType'], max_bytes=size, local=local)
                 if response.status != 200:

@@ -15,6 +15,10 @@ No DNS here, and the machine's /etc/hosts must not be edited. So:
     sites.write("example.test", "/oci-index/app", {...})     # JSON or bytes
     sites.start()                                             # nginx -t, start, wait
     result = sites.run_playbook([...plays...], env={...})     # rig.ansible.PlaybookResult
+
+``sites.log_headers("X-Secret")`` logs that request header of every request to
+``sites.headers_log()`` (host, URI, value); ``run_playbook(resolv_conf=PATH)`` also binds
+PATH over /etc/resolv.conf, so names outside the hosts file meet that resolver.
 """
 import json
 import os
@@ -62,6 +66,7 @@ class NamedSites(object):
         self.cert = ca.issue(*names, basename="named-%s" % self.addr)
         self.hosts = {}       # host -> {"extra": [...], "cert": cert}
         self.unresolvable = set()
+        self.logged_header = None
         self.nginx = None
 
     # -- content
@@ -89,6 +94,17 @@ class NamedSites(object):
         return target
 
     # -- nginx
+    def log_headers(self, header):
+        """Log ``header`` of every request (see headers_log())."""
+        self.logged_header = header
+        return self
+
+    def headers_log(self):
+        """[(host, uri, header value or None)] of every request, with log_headers() on."""
+        with open(os.path.join(self.nginx.prefix, "headers.log")) as handle:
+            rows = [line.rstrip("\n").split("\t") for line in handle]
+        return [(host, uri, None if value == "-" else value) for host, uri, value in rows]
+
     def _server(self, host, entry):
         listens = ["listen %s:443 ssl;" % self.addr, "listen %s:80;" % self.addr,
                    "listen %s:@TLS_PORT@ ssl;" % self.addr, "listen %s:@PORT@;" % self.addr]
@@ -107,10 +123,16 @@ class NamedSites(object):
             "location /oci-image/ {\n    types {}\n    default_type application/octet-stream;\n"
             "    location ~ /index\\.json$ {\n%s\n    }\n}" % JSON_TYPE.format(type=IDX).replace("\n", "\n    "),
         ] + entry["extra"]
+        if self.logged_header:
+            body += ["access_log @PREFIX@access.log;", "access_log @PREFIX@headers.log oci_headers;"]
         return "server {\n    %s\n}" % "\n".join(body).replace("\n", "\n    ")
 
     def start(self):
-        http = "server_names_hash_bucket_size 128;\n" + "\n".join(
+        http = "server_names_hash_bucket_size 128;\n"
+        if self.logged_header:
+            http += "log_format oci_headers '$host\\t$request_uri\\t$http_%s';\n" % (
+                self.logged_header.lower().replace("-", "_"))
+        http += "\n".join(
             self._server(host, entry) for host, entry in sorted(self.hosts.items()))
         self.nginx = self.nginx_factory(http=http)
         deadline = time.monotonic() + 15
@@ -147,13 +169,19 @@ class NamedSites(object):
         os.chmod(path, 0o644)
         return path
 
-    def run_playbook(self, plays, extra_vars=None, check=False, diff=False, env=None, timeout=600, args=()):
+    def run_playbook(self, plays, extra_vars=None, check=False, diff=False, env=None, timeout=600, args=(),
+                     verbosity=0, resolv_conf=None):
         """rig.ansible.run_playbook (local connection) inside a mount namespace with our /etc/hosts."""
         hosts_dir = make_workdir("resolve-hosts", mode=0o755)
         try:
+            mounts = 'mount --bind "$1" /etc/hosts && '
+            if resolv_conf:
+                mounts += 'mount --bind "$2" /etc/resolv.conf && shift && '
             prefix = ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c",
-                      'mount --bind "$1" /etc/hosts && shift && exec "$@"', "sh", self.hosts_file(hosts_dir)]
+                      mounts + 'shift && exec "$@"', "sh", self.hosts_file(hosts_dir)]
+            if resolv_conf:
+                prefix.append(resolv_conf)
             return run_playbook(plays, extra_vars=extra_vars, check=check, diff=diff, env=env,
-                                timeout=timeout, args=args, prefix=prefix)
+                                timeout=timeout, args=args, prefix=prefix, verbosity=verbosity)
         finally:
             remove_workdir(hosts_dir)
