@@ -10,7 +10,9 @@ import os
 import pytest
 
 from ansible_collections.oci.discovery.plugins.module_utils._discovery import (
-    Client, DiscoveryError, NotFoundError, PlatformError, compile_ere, parse_platform, platform_matches)
+    Client, DiscoveryError, FetchError, NotFoundError, PlatformError, compile_ere, parse_origin, parse_platform,
+    platform_matches, read_local_file)
+from ansible_collections.oci.discovery.plugins.module_utils import _resolve
 from ansible_collections.oci.discovery.plugins.module_utils._urls import UrlFetcher
 
 from discovery_site import IDX, MANIFEST, REF, Reply, doc_reply, redirect, write_json
@@ -308,14 +310,21 @@ def test_xdg_precedence_and_relative_uris(site, tls, tmp_path):
     assert not [u for u in c.requests if "/loses/" in u or "/never/" in u]
 
 
-def test_xdg_key_must_match_the_whole_name(site, tls, tmp_path):
+def test_xdg_keys_match_anywhere_as_regexec_unless_anchored(site, tls, tmp_path):
+    # POSIX regexec (and both reference resolvers) search: an unanchored key matches part of the name.
     write_json(str(tmp_path / "oci-discovery" / "ref-engine-discovery.json"), {
         r"example\.test": wellknown("https://example.test/xdg/{+path}"),
+        r"^other\.test/app$": wellknown("https://example.test/anchored/{+path}"),
     })
     site.doc("example.test", WK, wellknown("/wk/{+path}"))
     site.doc("example.test", "/wk/app", index_doc(tagged(desc(b"wk"), "1.0")))
+    site.doc("example.test", "/xdg/app", index_doc(tagged(desc(b"xdg"), "1.0")))
+    site.doc("example.test", "/anchored/app", index_doc(desc(b"anchored")))
     c = client(tls, xdg=True, environ={"XDG_CONFIG_HOME": str(tmp_path), "XDG_CONFIG_DIRS": str(tmp_path / "none")})
-    assert c.resolve("example.test/app#1.0")[0]["digest"] == sha(b"wk")
+    assert c.resolve("example.test/app#1.0")[0]["digest"] == sha(b"xdg")
+    assert c.resolve("other.test/app")[0]["digest"] == sha(b"anchored")
+    with pytest.raises(DiscoveryError):   # '$' anchors: the key does not apply, other.test is not a host
+        c.resolve("other.test/app#1.0")
 
 
 def test_xdg_falls_back_to_well_known_when_it_yields_nothing(site, tls, tmp_path):
@@ -540,3 +549,141 @@ def test_document_size_limit(site, tls):
     site.doc("example.test", "/i/app", big)
     with pytest.raises(DiscoveryError, match="larger than the limit of 10000 bytes"):
         client(tls, max_bytes=10000).resolve("example.test/app#1")
+
+
+# ------------------------------------------------------------------ trust and bounds (docs/security.md)
+
+def test_remote_index_cannot_name_local_files_but_the_xdg_file_can(site, tls, tmp_path):
+    data = manifest_bytes("local")
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    (blobs / sha(data).split(":")[1]).write_bytes(data)
+    local_cas = {"protocol": "oci-cas-template-v1", "uri": "file://%s/{encoded}" % blobs}
+    site.doc("example.test", "/remote/app", index_doc(tagged(desc(data), "1.0", casEngines=[local_cas])))
+    home = tmp_path / "home"
+    write_json(str(home / "oci-discovery" / "ref-engine-discovery.json"), {
+        r"^a\.example\.test/": wellknown("https://example.test/remote/{+path}"),
+        r"^b\.example\.test/": wellknown("https://example.test/remote/{+path}", cas=[local_cas]),
+    })
+    c = client(tls, xdg=True, environ={"XDG_CONFIG_HOME": str(home), "XDG_CONFIG_DIRS": str(tmp_path / "none")})
+    with pytest.raises(DiscoveryError, match="refused: a remote document names this local file"):
+        c.resolve("a.example.test/app#1.0", verify=True)
+    (r,) = c.resolve("b.example.test/app#1.0", verify=True)
+    assert r["verified"] is True
+
+
+def test_local_files_must_be_regular_and_are_bounded(tmp_path):
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    for path in (fifo, "/dev/zero", str(tmp_path)):
+        with pytest.raises(FetchError, match="is not a regular file"):
+            read_local_file(path, 100)
+    (tmp_path / "f").write_bytes(b"x" * 101)
+    with pytest.raises(FetchError, match="file larger than the limit of 100 bytes"):
+        read_local_file(str(tmp_path / "f"), 100)
+    assert read_local_file(str(tmp_path / "f"), 101) == b"x" * 101
+    with pytest.raises(FetchError) as info:
+        read_local_file(str(tmp_path / "missing"), 100)
+    assert info.value.kind == "absent"
+
+
+def test_shared_nested_index_is_searched_once(site, tls):
+    leaf = manifest_bytes("leaf")
+    serve_blob(site, "example.test", leaf)
+    child = desc(leaf, platform={"os": "linux", "architecture": "arm64"})
+    for dummy in range(6):
+        data = json.dumps(index_doc(*[child] * 20)).encode()
+        serve_blob(site, "example.test", data)
+        child = desc(data, IDX)
+    site.doc("example.test", WK, wellknown("/i/{+path}", cas=[CAS]))
+    site.doc("example.test", "/i/app", index_doc(dict(child, annotations={
+        "org.opencontainers.image.ref.name": "1.0"})))
+    c = client(tls)
+    (r,) = c.resolve("example.test/app#1.0", platform="linux/arm64")
+    assert r["digest"] == sha(leaf)
+    assert len(c.requests) == 2 + 6
+
+
+@pytest.mark.parametrize("budget, message", [
+    ({"documents": 2}, "more than 2 documents fetched for one name (the max_documents budget ran out)"),
+    ({"bytes": 100}, "more than 100 bytes read for one name (the max_total_size budget ran out)"),
+    ({"engines": 1}, "more than 1 engines tried for one name (the max_engines budget ran out)"),
+])
+def test_budgets_stop_the_walk_and_name_themselves(site, tls, budget, message):
+    site.doc("example.test", WK, {"refEngines": [{"protocol": "oci-index-template-v1", "uri": "/i/{+path}"},
+                                                  {"protocol": "oci-index-template-v1", "uri": "/j/{+path}"}]})
+    site.doc("example.test", "/i/app", index_doc(tagged(desc(b"x" * 1000), "9")))
+    site.doc("example.test", "/j/app", index_doc(tagged(desc(b"m"), "1.0")))
+    c = client(tls, budget=budget)
+    with pytest.raises(DiscoveryError) as info:
+        c.resolve("example.test/app#1.0")
+    assert not isinstance(info.value, NotFoundError)
+    assert "cannot resolve example.test/app#1.0: stopped: " + message in str(info.value)
+    # per name: the next name starts with a full budget (and the cache)
+    assert len(client(tls).resolve("example.test/app#1.0")) == 1
+
+
+def test_a_failure_on_the_way_is_not_reported_as_missing(site, tls):
+    site.route("a.example.test", WK, Reply(500, {}, b""))
+    site.doc("example.test", WK, wellknown("/i/{+path}"))
+    site.doc("example.test", "/i/app", index_doc(tagged(desc(b"m"), "1.0")))
+    with pytest.raises(DiscoveryError) as info:
+        client(tls).resolve("a.example.test/app#9.9")
+    assert not isinstance(info.value, NotFoundError)
+    assert "https://a.example.test%s: HTTP 500" % WK in str(info.value)
+    site.add_host("b.example.test")     # 404 on the host: absent, so "not found" it is
+    with pytest.raises(NotFoundError):
+        client(tls).resolve("b.example.test/app#9.9")
+
+
+def test_headers_only_to_the_names_host_and_named_origins(site, tls):
+    seen = []
+
+    def capture(reply):
+        def handler(request):
+            seen.append((request.headers.get("Host"), request.path, request.headers.get("X-Token")))
+            return reply
+        return handler
+    site.add_host("a.example.test")
+    site.route("example.test", WK, capture(doc_reply(wellknown("https://other-site.test/i/{+path}"), REF)))
+    site.route("other-site.test", "/i/app", capture(doc_reply(index_doc(tagged(desc(b"m"), "1.0")), IDX)))
+    c = client(tls, headers={"X-Token": "own"}, origin_headers={"https://other-site.test/": {"X-Token": "other"}})
+    c.resolve("example.test/app#1.0")
+    # example.test is now an ancestor: asked again, without headers (with headers, the cache is per host)
+    c.resolve("a.example.test/app#1.0")
+    assert seen == [("example.test", WK, "own"), ("other-site.test", "/i/app", "other"),
+                    ("example.test", WK, None), ("other-site.test", "/i/app", "other")]
+
+
+def test_origins_are_parsed_strictly():
+    assert parse_origin("https://Example.test") == ("https", "example.test", 443)
+    assert parse_origin("http://[::1]:8080/") == ("http", "::1", 8080)
+    for bad in ("example.test", "https://example.test/path", "ftp://example.test", "https://u@example.test",
+                "https://example.test:99999"):
+        with pytest.raises(ValueError, match="is not an origin"):
+            parse_origin(bad)
+
+
+def test_ip_literal_host_with_simple_host_expansion_is_a_clear_error(site, tls, tmp_path):
+    write_json(str(tmp_path / "oci-discovery" / "ref-engine-discovery.json"), {
+        r"^\[::1\]/": wellknown("https://{host}/i/{path}"),
+    })
+    c = client(tls, xdg=True, environ={"XDG_CONFIG_HOME": str(tmp_path), "XDG_CONFIG_DIRS": str(tmp_path / "none")})
+    with pytest.raises(DiscoveryError, match=r"the template expands to https://%5B%3A%3A1%5D/i/app, whose host is "
+                                             r"percent-encoded; the name's host \[::1\] is an IP literal"):
+        c.resolve("[::1]/app#1.0")
+
+
+def test_option_types_and_defaults_have_one_source():
+    """resolve_info's argument spec comes from _resolve; the doc fragment must say the same."""
+    import yaml
+    from ansible_collections.oci.discovery.plugins.doc_fragments.resolve import ModuleDocFragment
+    documented = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"]
+    plugins = yaml.safe_load(ModuleDocFragment.PLUGINS)["options"]
+    spec = _resolve.argument_spec()
+    assert sorted(documented) == sorted(spec) == sorted(plugins)
+    for name, option in spec.items():
+        doc = documented[name]
+        for key in ("type", "default", "choices", "elements"):
+            assert doc.get(key) == option.get(key), (name, key)
+    assert spec["headers"]["no_log"] and spec["origin_headers"]["no_log"]
