@@ -287,6 +287,24 @@ def _file_path(url):
     return unquote(parts.path)
 
 
+def read_bounded(read: Callable[[int], bytes], limit: int, before_read: Callable[[], Any], what: str) -> bytes:
+    """Read with ``read(n)`` until it returns nothing, calling ``before_read()`` before each read.
+
+    Raises FetchError('WHAT larger than the limit of LIMIT bytes') as soon as
+    more than ``limit`` bytes came, so at most ``limit + 1`` are ever read.
+    """
+    chunks, total = [], 0
+    while True:
+        before_read()
+        chunk = read(min(_CHUNK, limit + 1 - total))
+        if not chunk:
+            return b''.join(chunks)
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > limit:
+            raise FetchError('%s larger than the limit of %d bytes' % (what, limit))
+
+
 def read_local_file(path: str, limit: int, timeout: float = FILE_TIMEOUT) -> bytes:
     """Read at most ``limit`` bytes of a regular file within ``timeout`` seconds; raise FetchError.
 
@@ -303,18 +321,11 @@ def read_local_file(path: str, limit: int, timeout: float = FILE_TIMEOUT) -> byt
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise FetchError('refused: %s is not a regular file' % path)
-        chunks, total = [], 0
-        while True:
+
+        def in_time():
             if time.monotonic() > deadline:
                 raise FetchError('cannot read %s within the %g s timeout' % (path, timeout))
-            chunk = os.read(fd, min(_CHUNK, limit + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > limit:
-                raise FetchError('file larger than the limit of %d bytes' % limit)
-        return b''.join(chunks)
+        return read_bounded(lambda size: os.read(fd, size), limit, in_time, 'file')
     except OSError as exc:
         raise FetchError('cannot read %s: %s' % (path, exc.strerror or exc))
     finally:

@@ -39,9 +39,8 @@ from ansible.module_utils.urls import Request, SSLValidationError
 from typing import Optional, Sequence
 
 from ansible_collections.oci.discovery.plugins.module_utils._discovery import (
-    ABSENT, ERROR, FetchError, HeadersFor, Response)
+    ABSENT, ERROR, FetchError, HeadersFor, Response, read_bounded)
 
-CHUNK = 64 * 1024
 DEFAULT_TIMEOUT = 10
 DEFAULT_MAX_REDIRECTS = 5
 USER_AGENT = 'ansible-oci.discovery'
@@ -249,16 +248,5 @@ class UrlFetcher(object):
         length = response.headers.get('Content-Length')
         if length is not None and length.strip().isdigit() and int(length) > max_bytes:
             raise FetchError('Content-Length %s is larger than the limit of %d bytes' % (length.strip(), max_bytes))
-        chunks = []
-        total = 0
         read1 = getattr(response, 'read1', None) or response.read
-        while True:
-            job.remaining()
-            chunk = read1(min(CHUNK, max_bytes + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > max_bytes:
-                raise FetchError('body larger than the limit of %d bytes' % max_bytes)
-        return Response(final, status, content_type, b''.join(chunks))
+        return Response(final, status, content_type, read_bounded(read1, max_bytes, job.remaining, 'body'))

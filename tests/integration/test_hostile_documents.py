@@ -16,9 +16,8 @@ import time
 import pytest
 
 from discovery_hosts import NamedSites
-from test_resolve import desc, error_of, fact, facts, index, lookup_play, manifest, put_blob, sha
+from test_resolve import desc, engines, error_of, fact, facts, index, lookup_play, manifest, put_blob, sha
 
-INDEX_T = "oci-index-template-v1"
 CAS_T = "oci-cas-template-v1"
 IDX = "application/vnd.oci.image.index.v1+json"
 WK = "/.well-known/oci-host-ref-engines"
@@ -26,13 +25,6 @@ CAS_REL = {"protocol": CAS_T, "uri": "/oci-cas/{algorithm}/{encoded:2}/{encoded}
 NAMES = ("sec.test", "*.sec.test", "*.creds.sec.test")
 ARM = {"os": "linux", "architecture": "arm64"}
 AMD = {"os": "linux", "architecture": "amd64"}
-
-
-def ref_engines(template, cas=None):
-    obj = {"refEngines": [{"protocol": INDEX_T, "uri": template}]}
-    if cas:
-        obj["casEngines"] = cas
-    return obj
 
 
 def blob_doc(sites, host, obj):
@@ -46,7 +38,7 @@ def blob_doc(sites, host, obj):
 def hostile(nginx_factory, ca, public_tmp_path):
     s = NamedSites(nginx_factory, ca, public_tmp_path, names=NAMES)
     # sec.test publishes app#1.0; every other name below walks up to it and finds no other tag.
-    s.write("sec.test", WK, ref_engines("/oci-index/{+path}", cas=[CAS_REL]))
+    s.write("sec.test", WK, engines("/oci-index/{+path}", cas=[CAS_REL]))
     s.write("sec.test", "/oci-index/app", index(desc(manifest("sec-1.0"), "1.0")))
     return s
 
@@ -72,11 +64,11 @@ def test_remote_documents_cannot_make_the_resolver_read_local_files(hostile, ca,
     for host in ("xdg.sec.test", "localcas.sec.test", "fifo.sec.test", "dev.sec.test"):
         hostile.host(host)
     env = xdg_home(tmp_path, {
-        r"xdg\.sec\.test/.*": ref_engines("https://sec.test/oci-index/remote/{+path}"),
+        r"xdg\.sec\.test/.*": engines("https://sec.test/oci-index/remote/{+path}"),
         # the same remote index, with the same file: CAS engine written in the local file itself
-        r"localcas\.sec\.test/.*": ref_engines("https://sec.test/oci-index/remote/{+path}", cas=[local_cas]),
-        r"fifo\.sec\.test/.*": ref_engines("file://" + fifo),
-        r"dev\.sec\.test/.*": ref_engines("file:///dev/zero"),
+        r"localcas\.sec\.test/.*": engines("https://sec.test/oci-index/remote/{+path}", cas=[local_cas]),
+        r"fifo\.sec\.test/.*": engines("file://" + fifo),
+        r"dev\.sec\.test/.*": engines("file:///dev/zero"),
     })
     env["OCI_DISCOVERY_CA_PATH"] = ca.cert_path
     hostile.start()
@@ -183,7 +175,7 @@ def test_headers_go_only_to_the_origins_the_user_names(hostile, ca):
     own, cdn, sub = "own-token-3f9a", "cdn-token-77c1", "sub-token-a1b2"
     blob = manifest("creds-1.0")
     hostile.log_headers("X-Secret")
-    hostile.write("creds.sec.test", WK, ref_engines("/oci-index/{+path}", cas=[
+    hostile.write("creds.sec.test", WK, engines("/oci-index/{+path}", cas=[
         {"protocol": CAS_T, "uri": "https://cdn.sec.test/oci-cas/{algorithm}/{encoded:2}/{encoded}"}]))
     # the name's own index redirects to another origin, whose index names a third host for blobs
     hostile.host("creds.sec.test", "location = /oci-index/app { return 302 https://mirror.sec.test/oci-index/app; }")
@@ -222,8 +214,8 @@ def test_ip_literal_names_and_unanchored_xdg_keys(hostile, ca, tmp_path):
     hostile.write("sec.test", "/oci-index/xdgsearch/app", index(desc(manifest("searched"), "1.0")))
     hostile.host("xdgsearch.sec.test")
     env = xdg_home(tmp_path, {
-        r"\[::1\]/": ref_engines("https://{host}/oci-index/{path}"),
-        r"xdgsearch\.sec\.test": ref_engines("https://sec.test/oci-index/xdgsearch/{+path}"),
+        r"\[::1\]/": engines("https://{host}/oci-index/{path}"),
+        r"xdgsearch\.sec\.test": engines("https://sec.test/oci-index/xdgsearch/{+path}"),
     })
     env["OCI_DISCOVERY_CA_PATH"] = ca.cert_path
     hostile.start()
