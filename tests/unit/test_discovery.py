@@ -611,7 +611,7 @@ def test_shared_nested_index_is_searched_once(site, tls):
 ])
 def test_budgets_stop_the_walk_and_name_themselves(site, tls, budget, message):
     site.doc("example.test", WK, {"refEngines": [{"protocol": "oci-index-template-v1", "uri": "/i/{+path}"},
-                                                  {"protocol": "oci-index-template-v1", "uri": "/j/{+path}"}]})
+                                                 {"protocol": "oci-index-template-v1", "uri": "/j/{+path}"}]})
     site.doc("example.test", "/i/app", index_doc(tagged(desc(b"x" * 1000), "9")))
     site.doc("example.test", "/j/app", index_doc(tagged(desc(b"m"), "1.0")))
     c = client(tls, budget=budget)
