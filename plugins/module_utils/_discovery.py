@@ -27,6 +27,9 @@ to the origins the caller names (``headers``: the name's own host), at every
 redirect hop. Only a real "absent" (HTTP 404/410, unknown host, no such tag)
 makes a NotFoundError; any other failure on the way makes a DiscoveryError.
 
+Platforms are parsed and matched in ``_platforms.py``; what a fetch returns or
+raises, and local file reads, are in ``_fetch.py``.
+
 HTTP is not done here: the client takes a ``fetcher``, an object with a
 ``fetch(url, accept, max_bytes, headers_for)`` method returning a ``Response``
 (final URL after redirects, status, content type, body) or raising
@@ -42,21 +45,23 @@ __metaclass__ = type
 
 import codecs
 import copy
-import errno
 import os
 import re
-import stat
-import time
 from collections import namedtuple
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ansible_collections.oci.discovery.plugins.module_utils._digests import (
     VerificationError, Verifier, parse_digest)
 from ansible_collections.oci.discovery.plugins.module_utils._documents import (
     DocumentError, INDEX_TYPES, MT_DESCRIPTOR, MT_INDEX, MT_REF_ENGINES, REF_NAME,
     canonical_json, load_json, validate_descriptor, validate_ref_engines)
+from ansible_collections.oci.discovery.plugins.module_utils._fetch import (
+    ABSENT, DEFAULT_PORTS, ERROR, FILE_TIMEOUT, FetchError, Response, file_path, file_uri, parse_origin,
+    read_local_file, url_origin)
 from ansible_collections.oci.discovery.plugins.module_utils._names import (
     ImageName, InvalidName, dns_ancestors, host_is_ip, parse_name)
+from ansible_collections.oci.discovery.plugins.module_utils._platforms import (
+    format_platform, parse_platform, platform_matches)
 from ansible_collections.oci.discovery.plugins.module_utils._spec import (
     CAS_PROTOCOL, INDEX_PROTOCOL, MAX_DOCUMENT_BYTES, WELL_KNOWN_PATH)
 from ansible_collections.oci.discovery.plugins.module_utils._templates import (
@@ -72,31 +77,6 @@ BUDGETS = (('documents', 'max_documents', 1000, 'documents fetched'),
            ('engines', 'max_engines', 1000, 'engines tried'),
            ('bytes', 'max_total_size', 64 * 1024 * 1024, 'bytes read'))
 DEFAULT_BUDGET = dict((key, default) for key, dummy, default, dummy2 in BUDGETS)
-FILE_TIMEOUT = 10
-_CHUNK = 64 * 1024
-_DEFAULT_PORTS = {'https': 443, 'http': 80}
-
-# Failure kinds. ABSENT: the server says there is nothing there (HTTP 404/410,
-# unknown host). Everything else is an ERROR.
-ABSENT = 'absent'
-ERROR = 'error'
-
-HeadersFor = Callable[[str], Dict[str, str]]
-
-
-class FetchError(Exception):
-    """A request that produced no usable response; ``reason`` says why (no URL in it)."""
-
-    def __init__(self, reason, kind=ERROR):
-        super(FetchError, self).__init__(reason)
-        self.reason = reason
-        self.kind = kind
-
-
-class Response(namedtuple('Response', 'url status content_type body')):
-    """What a fetcher returns: final URL after redirects, HTTP status, Content-Type (or None), bytes."""
-
-    __slots__ = ()
 
 
 class Attempt(namedtuple('Attempt', 'url reason kind')):
@@ -127,90 +107,11 @@ class NotFoundError(DiscoveryError):
     or every host said there is nothing (404/410/unknown host), and nothing failed."""
 
 
-class PlatformError(ValueError):
-    """A platform option that is not ``os/arch[/variant]`` or a dict with os and architecture."""
-
-
 class _OutOfBudget(Exception):
     """A budget of the current resolution ran out (turned into a DiscoveryError by the caller)."""
 
 
 # --------------------------------------------------------------------------- platforms
-
-_ARCH_ALIASES = {'x86_64': 'amd64', 'x86-64': 'amd64', 'aarch64': 'arm64', 'armhf': 'arm',
-                 'armel': 'arm', 'i386': '386', 'i686': '386'}
-# Variants that an entry without one is taken to have (as containerd does).
-_DEFAULT_VARIANTS = {'arm64': 'v8', 'arm': 'v7'}
-
-
-def parse_platform(value: Any) -> Optional[Dict[str, Any]]:
-    """``'linux/amd64'``, ``'linux/arm64/v8'`` or a dict -> a platform dict, or None for None/''."""
-    if value is None or value == '' or value == {}:
-        return None
-    if isinstance(value, str):
-        parts = value.split('/')
-        if len(parts) not in (2, 3) or not all(parts):
-            raise PlatformError('invalid platform %r: expected os/architecture[/variant], '
-                                'for example linux/amd64 or linux/arm64/v8' % value)
-        platform = {'os': parts[0], 'architecture': parts[1]}
-        if len(parts) == 3:
-            platform['variant'] = parts[2]
-        return platform
-    if isinstance(value, dict):
-        unknown = sorted(set(value) - set(('os', 'architecture', 'variant', 'os.version', 'os.features')))
-        if unknown:
-            raise PlatformError('invalid platform %r: unknown key(s) %s' % (value, ', '.join(unknown)))
-        for key in ('os', 'architecture'):
-            if not isinstance(value.get(key), str) or not value.get(key):
-                raise PlatformError('invalid platform %r: %r is required (a string)' % (value, key))
-        for key in ('variant', 'os.version'):
-            if key in value and not isinstance(value[key], str):
-                raise PlatformError('invalid platform %r: %r must be a string' % (value, key))
-        features = value.get('os.features', [])
-        if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
-            raise PlatformError('invalid platform %r: os.features must be a list of strings' % (value,))
-        return dict((k, v) for k, v in value.items() if v not in (None, '', []))
-    raise PlatformError('invalid platform %r: expected a string or a dict' % (value,))
-
-
-def format_platform(platform: Any) -> str:
-    """``os/architecture[/variant]`` of a platform dict."""
-    if not isinstance(platform, dict):
-        return 'unknown platform'
-    text = '%s/%s' % (platform.get('os'), platform.get('architecture'))
-    if platform.get('variant'):
-        text += '/' + platform['variant']
-    return text
-
-
-def _normal(platform):
-    arch = _ARCH_ALIASES.get(platform.get('architecture'), platform.get('architecture'))
-    return platform.get('os'), arch, platform.get('variant') or _DEFAULT_VARIANTS.get(arch)
-
-
-def platform_matches(want: Optional[Mapping[str, Any]], have: Any) -> bool:
-    """Whether a descriptor's ``platform`` satisfies the wanted one.
-
-    os and architecture must be equal (architecture aliases such as x86_64 ->
-    amd64 applied); a wanted variant must equal the entry's (arm64 without a
-    variant counts as v8, arm as v7); a wanted os.version must be equal and
-    wanted os.features must all be present. Nothing wanted -> True.
-    """
-    if not want:
-        return True
-    if not isinstance(have, dict):
-        return False
-    w_os, w_arch, w_variant = _normal(want)
-    h_os, h_arch, h_variant = _normal(have)
-    if w_os != h_os or w_arch != h_arch:
-        return False
-    if want.get('variant') and w_variant != h_variant:
-        return False
-    if want.get('os.version') and want['os.version'] != have.get('os.version'):
-        return False
-    features = have.get('os.features') or []
-    return all(f in features for f in want.get('os.features') or [])
-
 
 # --------------------------------------------------------------------------- small helpers
 
@@ -250,86 +151,6 @@ def _memoized(cache, key, compute):
 def _scheme(url):
     match = re.match(r'([A-Za-z][A-Za-z0-9+.-]*):', url)
     return match.group(1).lower() if match else None
-
-
-def url_origin(url: str) -> Optional[Tuple[str, str, int]]:
-    """``(scheme, host, port)`` of an http(s) URL (host lower-cased, IPv6 without brackets), else None."""
-    from urllib.parse import urlsplit  # local import, as in file_uri
-    try:
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme not in _DEFAULT_PORTS or not parts.hostname:
-            return None
-        return scheme, parts.hostname.lower(), parts.port or _DEFAULT_PORTS[scheme]
-    except ValueError:  # a bad port or IPv6 literal
-        return None
-
-
-def parse_origin(text: str) -> Tuple[str, str, int]:
-    """An origin as users write it (``https://host[:port]``, optional trailing ``/``) -> url_origin()."""
-    origin = url_origin(text) if isinstance(text, str) else None
-    if origin is None or '@' in text or re.match(r'[A-Za-z]+://[^/?#]*/?\Z', text) is None:
-        raise ValueError('%r is not an origin (expected scheme://host[:port], scheme https or http)' % (text,))
-    return origin
-
-
-def file_uri(path: str) -> str:
-    """The ``file://`` URI of an absolute local path (percent-encoded as RFC 8089 wants)."""
-    from urllib.parse import quote  # local import: only XDG needs it
-    return 'file://' + quote(os.path.abspath(path), safe="/!$&'()*+,;=:@-._~")
-
-
-def _file_path(url):
-    from urllib.parse import unquote, urlsplit
-    parts = urlsplit(url)
-    if parts.netloc not in ('', 'localhost'):
-        raise FetchError('file URI with a remote host %r is not supported' % parts.netloc)
-    return unquote(parts.path)
-
-
-def read_bounded(read: Callable[[int], bytes], limit: int, before_read: Callable[[], Any], what: str) -> bytes:
-    """Read with ``read(n)`` until it returns nothing, calling ``before_read()`` before each read.
-
-    Raises FetchError('WHAT larger than the limit of LIMIT bytes') as soon as
-    more than ``limit`` bytes came, so at most ``limit + 1`` are ever read.
-    """
-    chunks, total = [], 0
-    while True:
-        before_read()
-        chunk = read(min(_CHUNK, limit + 1 - total))
-        if not chunk:
-            return b''.join(chunks)
-        chunks.append(chunk)
-        total += len(chunk)
-        if total > limit:
-            raise FetchError('%s larger than the limit of %d bytes' % (what, limit))
-
-
-def read_local_file(path: str, limit: int, timeout: float = FILE_TIMEOUT) -> bytes:
-    """Read at most ``limit`` bytes of a regular file within ``timeout`` seconds; raise FetchError.
-
-    Opened with O_NONBLOCK and O_NOCTTY, so a FIFO, a terminal or a device never
-    blocks; anything but a regular file is refused. A missing file is ABSENT.
-    """
-    flags = os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0) | getattr(os, 'O_NOCTTY', 0) | getattr(os, 'O_CLOEXEC', 0)
-    deadline = time.monotonic() + timeout
-    try:
-        fd = os.open(path, flags)
-    except OSError as exc:
-        raise FetchError('cannot read %s: %s' % (path, exc.strerror or exc),
-                         ABSENT if exc.errno == errno.ENOENT else ERROR)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise FetchError('refused: %s is not a regular file' % path)
-
-        def in_time():
-            if time.monotonic() > deadline:
-                raise FetchError('cannot read %s within the %g s timeout' % (path, timeout))
-        return read_bounded(lambda size: os.read(fd, size), limit, in_time, 'file')
-    except OSError as exc:
-        raise FetchError('cannot read %s: %s' % (path, exc.strerror or exc))
-    finally:
-        os.close(fd)
 
 
 def check_expanded(url: str, name: ImageName) -> str:
@@ -439,7 +260,7 @@ class _Run(object):
         self.spent = dict((key, 0) for key in client.budget)
         # Who may receive the caller's ``headers``: the name's own host, over each protocol.
         host = name.host[1:-1] if name.host.startswith('[') else name.host
-        self.own_origins = set((p, host.lower(), client.port or _DEFAULT_PORTS[p]) for p in client.protocols)
+        self.own_origins = set((p, host.lower(), client.port or DEFAULT_PORTS[p]) for p in client.protocols)
         # Cache scope: documents fetched with the name-host headers are not shared with other hosts.
         self.scope = host.lower() if client.headers else None
 
@@ -540,7 +361,7 @@ class Client(object):
         run.spend('documents')
         self.requests.append(url)
         if _scheme(url) == 'file':
-            data = read_local_file(_file_path(url), limit, self.file_timeout)
+            data = read_local_file(file_path(url), limit, self.file_timeout)
             run.spend('bytes', len(data))
             return Response(url, 200, None, data)
         response = self.fetcher.fetch(url, accept, limit, run.headers_for)

@@ -16,7 +16,8 @@ import copy
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from ansible_collections.oci.discovery.plugins.module_utils._discovery import (
-    BUDGETS, DEFAULT_MAX_BYTES, Client, PlatformError, parse_platform)
+    BUDGETS, DEFAULT_MAX_BYTES, Client)
+from ansible_collections.oci.discovery.plugins.module_utils._platforms import PlatformError, parse_platform
 from ansible_collections.oci.discovery.plugins.module_utils._urls import (
     DEFAULT_MAX_REDIRECTS, DEFAULT_TIMEOUT, UrlFetcher)
 

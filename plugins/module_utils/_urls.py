@@ -38,7 +38,7 @@ from ansible.module_utils.urls import Request, SSLValidationError
 
 from typing import Optional, Sequence
 
-from ansible_collections.oci.discovery.plugins.module_utils._discovery import (
+from ansible_collections.oci.discovery.plugins.module_utils._fetch import (
     ABSENT, ERROR, FetchError, HeadersFor, Response, read_bounded)
 
 DEFAULT_TIMEOUT = 10

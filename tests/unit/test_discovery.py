@@ -10,8 +10,10 @@ import os
 import pytest
 
 from ansible_collections.oci.discovery.plugins.module_utils._discovery import (
-    Client, DiscoveryError, FetchError, NotFoundError, PlatformError, compile_ere, parse_origin, parse_platform,
-    platform_matches, read_local_file)
+    Client, DiscoveryError, NotFoundError, compile_ere)
+from ansible_collections.oci.discovery.plugins.module_utils._fetch import FetchError, parse_origin, read_local_file
+from ansible_collections.oci.discovery.plugins.module_utils._platforms import (
+    PlatformError, parse_platform, platform_matches)
 from ansible_collections.oci.discovery.plugins.module_utils import _resolve
 from ansible_collections.oci.discovery.plugins.module_utils._urls import UrlFetcher
 

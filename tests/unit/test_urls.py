@@ -2,7 +2,7 @@
 """The HTTP fetcher (_urls.UrlFetcher) against real servers in threads: redirects, limits, TLS, hostile servers."""
 import pytest
 
-from ansible_collections.oci.discovery.plugins.module_utils._discovery import FetchError
+from ansible_collections.oci.discovery.plugins.module_utils._fetch import FetchError
 from ansible_collections.oci.discovery.plugins.module_utils._urls import UrlFetcher
 
 from discovery_site import IDX, Reply, drip, huge, redirect
