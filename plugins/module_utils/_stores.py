@@ -78,15 +78,15 @@ any static web server serves it). The S3 store lives in ``_s3``.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import binascii
+import collections
 import contextlib
 import errno
 import fcntl
 import hashlib
 import os
-import shutil
 import stat
 import tarfile
-import tempfile
 import time
 
 from ansible_collections.oci.discovery.plugins.module_utils._digests import (
@@ -209,6 +209,20 @@ def _numeric_id(value, option, kind, by_name):
             raise StoreError('%s %r: no such %s on this host' % (option, value, kind))
 
 
+class _NotADirectory(StoreError):
+    """A key's parent path runs into a file (the key cannot exist)."""
+
+
+_CLOEXEC = getattr(os, 'O_CLOEXEC', 0)
+# Every directory below the root is opened with these: never through a symbolic link.
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
+# Files below the root: never through a link, and never blocking on a FIFO planted there.
+_FILE_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
+# Directory descriptors a store keeps open (least recently used closed first): a CAS site has
+# at most 256 directories per digest algorithm, so a publish of any size walks each path once.
+MAX_OPEN_DIRS = 384
+
+
 class WebRootStore(Store):
     """A site in a directory on this host (a web server's document root).
 
@@ -216,6 +230,19 @@ class WebRootStore(Store):
     (world-readable by default, as a web server's workers must read them),
     new directories ``dir_mode``; ``owner``/``group`` (names or ids) are
     applied to both when given. Existing directories are left as they are.
+
+    The contents of the root are not trusted (a deploy user or ``owner`` may
+    write there): every path below it is walked from a descriptor of the
+    root, one component at a time, with ``O_NOFOLLOW``, and files are
+    created, renamed, read, removed and given their mode and owner through
+    descriptors. A symbolic link anywhere below the root (a directory, a
+    file, a lock file, the state directory) is refused with a StoreError
+    naming it, and a FIFO or device is not a file. The root's own path is
+    the administrator's: it may be or pass through a link (``/srv/www ->
+    /data/www``), resolved once when the store first opens it. Nothing
+    outside the root is created, written, chowned or removed. Directory
+    descriptors are kept open (up to MAX_OPEN_DIRS) for the store's life,
+    so a run walks each directory once.
 
     Writes go to a private staging directory, ``root/.oci-discovery/tmp``, on
     the same file system, are fsynced and then renamed into place, so nothing
@@ -241,10 +268,11 @@ class WebRootStore(Store):
         self.uid, self.gid = _resolve_owner(owner, group)
         self.fsync = fsync
         self.state_dir = os.path.join(self.root, STATE_DIR)
-        self._run_dir = None
-        self._run_fd = None
+        self._dirs = collections.OrderedDict()   # (component, ...) below the root -> open descriptor
         self._devices = {}
-        self._pending = None     # [(temp, target, size)] inside batch()
+        self._run = None         # (name, locked descriptor) of this store's run directory
+        self._run_dir = None     # its path, for messages
+        self._pending = None     # [(staged in, temp name, directory, name, size)] inside batch()
         self._pending_bytes = 0
 
     # -- paths -------------------------------------------------------------
@@ -255,113 +283,238 @@ class WebRootStore(Store):
     def describe(self, key):
         return self.path(key)
 
+    def _where(self, parts):
+        return os.path.join(self.root, *parts)
+
+    def _refusal(self, parent, parts, e):
+        """The StoreError for a component that could not be opened as a directory or file."""
+        where = self._where(parts)
+        if e.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+            try:
+                mode = os.stat(parts[-1], dir_fd=parent, follow_symlinks=False).st_mode
+            except OSError:
+                mode = None
+            if mode is not None and stat.S_ISLNK(mode):
+                return StoreError('%s: is a symbolic link; nothing below the web root %s is reached through '
+                                  'a link (remove it, or publish into the directory it points at as a root '
+                                  'of its own)' % (where, self.root))
+            if e.errno == errno.ENOTDIR:
+                return _NotADirectory('%s is a file, not a directory' % where)
+        return _os_error(where, e)
+
+    # -- directory descriptors ----------------------------------------------
+
+    def _open_root(self, create):
+        try:
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC)
+        except FileNotFoundError:
+            if not create:
+                return None
+            self._make_root()
+            return self._open_root(False)
+        except OSError as e:
+            raise _os_error(self.root, e)
+        self._dirs[()] = fd
+        return fd
+
+    def _make_root(self):
+        """Create the root and its missing parents (the administrator's path) with dir_mode/owner."""
+        missing, path = [], self.root
+        while not os.path.lexists(path):
+            missing.append(path)
+            path = os.path.dirname(path)
+        for directory in reversed(missing):
+            try:
+                os.mkdir(directory, self.dir_mode)
+            except FileExistsError:
+                continue
+            except OSError as e:
+                raise _os_error('cannot create directory %s' % directory, e)
+            fd = os.open(directory, _DIR_FLAGS)
+            try:
+                self._new_directory(fd)
+            finally:
+                os.close(fd)
+
+    def _new_directory(self, fd):
+        os.fchmod(fd, self.dir_mode)  # mkdir's mode is filtered by the umask
+        if self.uid != -1 or self.gid != -1:
+            os.fchown(fd, self.uid, self.gid)
+
+    def _dir(self, parts, create=False, served=True):
+        """A descriptor of the directory ``root/parts`` (a tuple), or None when it is missing.
+
+        Walked component by component without following links (StoreError
+        naming a link; _NotADirectory when a component is a file). With
+        ``create``, missing directories are made: served ones with
+        dir_mode/owner, the private state directories (``served=False``)
+        0755 without an owner.
+        """
+        fd = self._dirs.get(parts)
+        if fd is not None:
+            self._dirs.move_to_end(parts)
+            return fd
+        if not parts:
+            return self._open_root(create)
+        parent = self._dir(parts[:-1], create, served)
+        if parent is None:
+            return None
+        name = parts[-1]
+        try:
+            fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+        except FileNotFoundError:
+            if not create:
+                return None
+            fd = self._mkdir(parent, parts, served)
+        except OSError as e:
+            raise self._refusal(parent, parts, e)
+        self._dirs[parts] = fd
+        while len(self._dirs) > MAX_OPEN_DIRS:
+            oldest = next(key for key in self._dirs if key)
+            os.close(self._dirs.pop(oldest))
+        return fd
+
+    def _mkdir(self, parent, parts, served):
+        name = parts[-1]
+        created = True
+        try:
+            os.mkdir(name, self.dir_mode if served else 0o755, dir_fd=parent)
+        except FileExistsError:
+            created = False
+        except OSError as e:
+            raise _os_error('cannot create directory %s' % self._where(parts), e)
+        try:
+            fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+        except OSError as e:
+            raise self._refusal(parent, parts, e)
+        if created and served:
+            try:
+                self._new_directory(fd)
+            except BaseException:
+                os.close(fd)
+                raise
+        return fd
+
+    def _split(self, key):
+        """``(directory parts, name)`` of a key."""
+        parts = tuple(check_key(key).split('/'))
+        return parts[:-1], parts[-1]
+
+    def _parent(self, key, create=False):
+        """``(descriptor or None, name)`` of a key's directory; a parent that is a file counts as missing."""
+        directory, name = self._split(key)
+        return self._dir(directory, create), name
+
+    def _open_file(self, parent, directory, name, flags, mode=0o644):
+        """A descriptor of the regular file ``name`` in ``parent``; StoreError for a link, FIFO, directory..."""
+        try:
+            fd = os.open(name, flags | _FILE_FLAGS, mode, dir_fd=parent)
+        except OSError as e:
+            if e.errno == errno.ENOENT:
+                raise
+            if e.errno == errno.EISDIR:
+                raise StoreError('%s: is a directory, expected a file' % self._where(directory + (name,)))
+            raise self._refusal(parent, directory + (name,), e)
+        kind = stat.S_IFMT(os.fstat(fd).st_mode)
+        if kind != stat.S_IFREG:
+            os.close(fd)
+            raise StoreError('%s: %s' % (self._where(directory + (name,)), 'is a directory, expected a file'
+                                         if kind == stat.S_IFDIR else 'not a regular file'))
+        return fd
+
     # -- reading -----------------------------------------------------------
 
     def stat(self, keys):
         sizes = {}
         for key in keys:
+            directory, name = self._split(key)
             try:
-                st = os.stat(self.path(key))
-            except FileNotFoundError:
+                parent = self._dir(directory)
+            except _NotADirectory:
                 continue
-            except NotADirectoryError:
+            if parent is None:
+                continue
+            try:
+                st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+            except (FileNotFoundError, NotADirectoryError):
                 continue
             except OSError as e:
                 raise _os_error(self.path(key), e)
             if stat.S_ISREG(st.st_mode):
                 sizes[key] = st.st_size
+            elif stat.S_ISLNK(st.st_mode):
+                raise self._refusal(parent, directory + (name,), OSError(errno.ELOOP, 'link'))
         return sizes
 
     def list(self, prefix):
-        prefix = prefix.rstrip('/')
-        top = self.path(prefix)
-        if not os.path.isdir(top):
+        parts = tuple(check_key(prefix.rstrip('/')).split('/'))
+        try:
+            top = self._dir(parts)
+        except _NotADirectory:
             return
-        for dirpath, dirnames, filenames in os.walk(top, onerror=None):
-            dirnames.sort()
-            rel = os.path.relpath(dirpath, self.root).replace(os.sep, '/')
-            for name in sorted(filenames):
-                try:
-                    st = os.lstat(os.path.join(dirpath, name))
-                except FileNotFoundError:
-                    continue
-                if stat.S_ISREG(st.st_mode):
-                    yield rel + '/' + name, st.st_size, st.st_mtime
+        if top is None:
+            return
+        for item in _walk(top, '/'.join(parts)):
+            yield item
 
     def read(self, key, max_bytes):
+        directory, name = self._split(key)
         path = self.path(key)
         try:
-            with open(path, 'rb') as f:
-                data = f.read(max_bytes + 1)
+            parent = self._dir(directory)
+        except _NotADirectory as e:
+            raise StoreError('%s cannot exist: %s' % (path, e))
+        if parent is None:
+            return None
+        try:
+            fd = self._open_file(parent, directory, name, os.O_RDONLY)
         except FileNotFoundError:
             return None
-        except NotADirectoryError:
-            raise StoreError('%s cannot exist: %s is a file, not a directory' % (path, self._file_ancestor(key)))
-        except IsADirectoryError:
-            raise StoreError('%s: is a directory, expected a file' % path)
+        try:
+            with os.fdopen(fd, 'rb') as f:
+                data = f.read(max_bytes + 1)
         except OSError as e:
             raise _os_error(path, e)
         if len(data) > max_bytes:
             raise StoreError('%s: larger than %d bytes' % (path, max_bytes))
         return data
 
-    def _file_ancestor(self, key):
-        parts = check_key(key).split('/')
-        for i in range(1, len(parts)):
-            candidate = os.path.join(self.root, *parts[:i])
-            if os.path.lexists(candidate) and not os.path.isdir(candidate):
-                return candidate
-        return '(a parent directory)'
-
     # -- writing -----------------------------------------------------------
 
-    def _makedirs(self, path):
-        """Create ``path`` and missing parents with dir_mode/owner; existing ones are untouched."""
-        missing = []
-        while not os.path.isdir(path):
-            missing.append(path)
-            parent = os.path.dirname(path)
-            if parent == path:
-                break
-            path = parent
-        for directory in reversed(missing):
-            try:
-                os.mkdir(directory, self.dir_mode)
-            except FileExistsError:
-                if not os.path.isdir(directory):
-                    raise StoreError('%s: exists and is not a directory' % directory)
-                continue
-            except OSError as e:
-                raise _os_error('cannot create directory %s' % directory, e)
-            os.chmod(directory, self.dir_mode)  # mkdir's mode is filtered by the umask
-            if self.uid != -1 or self.gid != -1:
-                os.chown(directory, self.uid, self.gid)
-
-    def _state_path(self, *parts):
-        path = os.path.join(self.state_dir, *parts)
-        if not os.path.isdir(path):
-            # Private bookkeeping: not served, so not subject to dir_mode/owner.
-            os.makedirs(path, 0o755, exist_ok=True)
-        return path
-
     def _staging(self):
-        """This store's run directory (created, locked and stale runs swept on first use)."""
-        if self._run_dir is None:
-            self._makedirs(self.root)
-            tmp = self._state_path('tmp')
+        """The descriptor of this store's run directory (created, locked and stale runs swept on first use)."""
+        if self._run is None:
+            tmp = self._dir((STATE_DIR, 'tmp'), create=True, served=False)
             _sweep_stale_runs(tmp)
-            run_dir = tempfile.mkdtemp(prefix='run-', dir=tmp)
-            fd = os.open(run_dir, os.O_RDONLY)
+            while True:
+                name = 'run-' + _random_name()
+                try:
+                    os.mkdir(name, 0o700, dir_fd=tmp)
+                    break
+                except FileExistsError:
+                    continue
+            fd = os.open(name, _DIR_FLAGS, dir_fd=tmp)
             fcntl.flock(fd, fcntl.LOCK_EX)
-            self._run_dir, self._run_fd = run_dir, fd
-        return self._run_dir
+            self._run = (name, fd)
+            self._run_dir = os.path.join(self.state_dir, 'tmp', name)
+        return self._run[1]
 
     def close(self):
-        """Remove this store's staging directory (safe to call more than once)."""
-        if self._run_dir is not None:
-            shutil.rmtree(self._run_dir, ignore_errors=True)
-            os.close(self._run_fd)
-            self._run_dir = self._run_fd = None
+        """Remove this store's staging directory and close its descriptors (safe to call more than once)."""
+        try:
+            if self._run is not None:
+                name, fd = self._run
+                self._run = self._run_dir = None
+                try:
+                    _remove_tree(self._dir((STATE_DIR, 'tmp')), name)
+                except (OSError, StoreError):
+                    pass
+                finally:
+                    os.close(fd)
+        finally:
+            while self._dirs:
+                os.close(self._dirs.popitem()[1])
+            self._devices.clear()
 
     def __enter__(self):
         return self
@@ -369,23 +522,37 @@ class WebRootStore(Store):
     def __exit__(self, *exc):
         self.close()
 
-    def _temp_for(self, target):
-        """An open temp file on the file system of ``target``'s directory: (fd, path)."""
-        directory = os.path.dirname(target)
-        self._makedirs(directory)
+    def _at(self, staged_in):
+        """The descriptor of where a temp file is: the run directory (None) or a directory's parts."""
+        return self._staging() if staged_in is None else self._dir(staged_in)
+
+    def _temp_for(self, directory):
+        """An open temp file on the file system of ``directory`` (parts): (fd, staged in, name)."""
+        target = self._dir(directory, create=True)
         staging = self._staging()
-        if dev_of(self._devices, directory) != dev_of(self._devices, staging):
+        staged_in = None
+        if self._device(directory, target) != self._device(None, staging):
             # Another file system is mounted under the root: stage beside the target.
-            staging = directory
-        fd, path = tempfile.mkstemp(prefix='.oci-part-', dir=staging)
-        return fd, path
+            staging, staged_in = target, directory
+        name = '.oci-part-' + _random_name()
+        fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | _FILE_FLAGS, 0o600, dir_fd=staging)
+        return fd, staged_in, name
+
+    def _device(self, parts, fd):
+        dev = self._devices.get(parts)
+        if dev is None:
+            dev = self._devices[parts] = os.fstat(fd).st_dev
+        return dev
 
     def _attributes(self, fd):
         os.fchmod(fd, self.file_mode)
         if self.uid != -1 or self.gid != -1:
             os.fchown(fd, self.uid, self.gid)
 
-    def _finish(self, fd, temp, target):
+    def _rename(self, staged_in, temp, directory, name):
+        os.rename(temp, name, src_dir_fd=self._at(staged_in), dst_dir_fd=self._dir(directory))
+
+    def _finish(self, fd, staged_in, temp, directory, name):
         """fsync, set mode/owner, rename into place, fsync the directory."""
         try:
             if self.fsync:
@@ -393,31 +560,37 @@ class WebRootStore(Store):
             self._attributes(fd)
         finally:
             os.close(fd)
-        os.rename(temp, target)
+        self._rename(staged_in, temp, directory, name)
         if self.fsync:
-            _fsync_dir(os.path.dirname(target))
+            _fsync_quietly(self._dir(directory))
+
+    def _discard(self, staged_in, temp):
+        try:
+            os.unlink(temp, dir_fd=self._at(staged_in))
+        except (OSError, StoreError):
+            pass
 
     def put_blob(self, key, fileobj, digest, size, media_type=None):
-        target = self.path(key)
-        fd, temp = self._temp_for(target)
+        directory, name = self._split(key)
+        fd, staged_in, temp = self._temp_for(directory)
         try:
             with os.fdopen(os.dup(fd), 'wb') as out:
-                count = copy_verified(fileobj, out, digest, size, 'blob %s (for %s)' % (digest, target))
+                count = copy_verified(fileobj, out, digest, size, 'blob %s (for %s)' % (digest, self.path(key)))
             if self._pending is not None:
                 self._attributes(fd)
                 os.close(fd)
                 fd = None
-                self._pending.append((temp, target, count))
+                self._pending.append((staged_in, temp, directory, name, count))
                 self._pending_bytes += count
                 if len(self._pending) >= BATCH_FILES or self._pending_bytes >= BATCH_BYTES:
                     self._flush()
                 return count
-            self._finish(fd, temp, target)
+            self._finish(fd, staged_in, temp, directory, name)
             fd = None
         except BaseException:
             if fd is not None:
                 os.close(fd)
-            _unlink_quietly(temp)
+            self._discard(staged_in, temp)
             raise
         return count
 
@@ -435,8 +608,8 @@ class WebRootStore(Store):
             try:
                 self._flush()
             finally:
-                for temp, dummy, dummy2 in self._pending:
-                    _unlink_quietly(temp)
+                for item in self._pending:
+                    self._discard(item[0], item[1])
                 self._pending = None
 
     def _flush(self):
@@ -446,42 +619,52 @@ class WebRootStore(Store):
         if not pending:
             return
         if self.fsync and not _syncfs(self._staging()):
-            for temp, dummy, dummy2 in pending:
-                _fsync_path(temp)
+            for staged_in, temp, dummy, dummy2, dummy3 in pending:
+                fd = os.open(temp, os.O_RDONLY | _FILE_FLAGS, dir_fd=self._at(staged_in))
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
         done = 0
         try:
-            for temp, target, dummy in pending:
-                os.rename(temp, target)
+            for staged_in, temp, directory, name, dummy in pending:
+                self._rename(staged_in, temp, directory, name)
                 done += 1
         finally:
-            for temp, dummy, dummy2 in pending[done:]:
-                _unlink_quietly(temp)
+            for item in pending[done:]:
+                self._discard(item[0], item[1])
         if self.fsync and not _syncfs(self._staging()):
-            for directory in sorted(set(os.path.dirname(target) for dummy, target, dummy2 in pending)):
-                _fsync_dir(directory)
+            for directory in sorted(set(item[2] for item in pending)):
+                _fsync_quietly(self._dir(directory))
 
     def put_document(self, key, data, media_type=None):
-        target = self.path(key)
-        if os.path.isdir(target):
-            raise StoreError('%s: is a directory, expected a file' % target)
-        fd, temp = self._temp_for(target)
+        directory, name = self._split(key)
+        target = self._dir(directory, create=True)
+        try:
+            mode = os.stat(name, dir_fd=target, follow_symlinks=False).st_mode
+        except FileNotFoundError:
+            mode = None
+        if mode is not None and stat.S_ISDIR(mode):
+            raise StoreError('%s: is a directory, expected a file' % self.path(key))
+        if mode is not None and stat.S_ISLNK(mode):
+            raise self._refusal(target, directory + (name,), OSError(errno.ELOOP, 'link'))
+        fd, staged_in, temp = self._temp_for(directory)
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            self._finish(fd, temp, target)
+            self._finish(fd, staged_in, temp, directory, name)
             fd = None
         except BaseException:
             if fd is not None:
                 os.close(fd)
-            _unlink_quietly(temp)
+            self._discard(staged_in, temp)
             raise
 
     @contextlib.contextmanager
     def _flock(self, name, exclusive):
-        self._makedirs(self.root)
-        path = os.path.join(self._state_path('locks'), name)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        locks = (STATE_DIR, 'locks')
+        fd = self._open_file(self._dir(locks, create=True, served=False), locks, name, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
             yield
@@ -500,7 +683,13 @@ class WebRootStore(Store):
 
     def delete(self, key):
         try:
-            os.unlink(self.path(key))
+            parent, name = self._parent(key)
+        except _NotADirectory:
+            return
+        if parent is None:
+            return
+        try:
+            os.unlink(name, dir_fd=parent)    # a link is removed itself, never what it points at
         except FileNotFoundError:
             pass
         except OSError as e:
@@ -510,19 +699,33 @@ class WebRootStore(Store):
         return self._flock('site.lock', exclusive)
 
 
-def dev_of(cache, directory):
-    """The device of ``directory``, cached in ``cache``."""
-    dev = cache.get(directory)
-    if dev is None:
-        dev = cache[directory] = os.stat(directory).st_dev
-    return dev
+def _random_name():
+    return binascii.hexlify(os.urandom(8)).decode('ascii')
+
+
+def _walk(fd, rel):
+    """``(key, size, mtime)`` of the regular files below the directory ``fd`` (``rel``), links not followed."""
+    for entry in sorted(os.scandir(fd), key=lambda e: e.name):
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                sub = os.open(entry.name, _DIR_FLAGS, dir_fd=fd)
+                try:
+                    for item in _walk(sub, rel + '/' + entry.name):
+                        yield item
+                finally:
+                    os.close(sub)
+            elif entry.is_file(follow_symlinks=False):
+                st = entry.stat(follow_symlinks=False)
+                yield rel + '/' + entry.name, st.st_size, st.st_mtime
+        except FileNotFoundError:
+            continue
 
 
 _SYNCFS = []
 
 
-def _syncfs(path):
-    """syncfs(2) on the file system holding ``path``; False where it is not available."""
+def _syncfs(fd):
+    """syncfs(2) on the file system holding the open directory ``fd``; False where it is not available."""
     if not _SYNCFS:
         try:
             import ctypes
@@ -531,67 +734,66 @@ def _syncfs(path):
         except (AttributeError, OSError, ImportError):
             _SYNCFS.append(None)
     syncfs = _SYNCFS[0]
-    if syncfs is None:
-        return False
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return syncfs(fd) == 0
-    finally:
-        os.close(fd)
+    return syncfs is not None and syncfs(fd) == 0
 
 
-def _fsync_path(path):
-    fd = os.open(path, os.O_RDONLY)
+def _fsync_quietly(fd):
     try:
         os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(directory):
-    try:
-        fd = os.open(directory, os.O_RDONLY)
     except OSError:
+        pass
+
+
+def _remove_tree(parent, name):
+    """Remove ``name`` in the directory ``parent`` and everything below it, never following a link."""
+    try:
+        fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            os.unlink(name, dir_fd=parent)     # a link or a file: removed itself
         return
     try:
-        os.fsync(fd)
-    except OSError:
-        pass
+        for entry in os.listdir(fd):
+            try:
+                os.unlink(entry, dir_fd=fd)
+            except IsADirectoryError:
+                _remove_tree(fd, entry)
+            except OSError as e:
+                if e.errno != errno.EPERM:    # EPERM: Linux's unlink of a directory
+                    raise
+                _remove_tree(fd, entry)
     finally:
         os.close(fd)
-
-
-def _unlink_quietly(path):
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
+    os.rmdir(name, dir_fd=parent)
 
 
 def _sweep_stale_runs(tmp):
-    """Remove run directories whose process died (unlocked and older than a minute)."""
+    """Remove the run directories (in the directory ``tmp``) whose process died: unlocked, older than a minute."""
     now = time.time()
     try:
         names = os.listdir(tmp)
     except OSError:
         return
     for name in names:
-        path = os.path.join(tmp, name)
         try:
-            if now - os.lstat(path).st_mtime < STALE_RUN_SECONDS:
+            st = os.stat(name, dir_fd=tmp, follow_symlinks=False)
+            if now - st.st_mtime < STALE_RUN_SECONDS:
                 continue
-            fd = os.open(path, os.O_RDONLY)
+            if not stat.S_ISDIR(st.st_mode):
+                os.unlink(name, dir_fd=tmp)   # not ours (a planted link, say): removed, never followed
+                continue
+            fd = os.open(name, _DIR_FLAGS, dir_fd=tmp)
         except OSError:
             continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
+        except OSError:
             os.close(fd)
-            if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                continue  # a live run holds it
-            continue
+            continue  # a live run holds it
         try:
-            shutil.rmtree(path, ignore_errors=True)
+            _remove_tree(tmp, name)
+        except OSError:
+            pass
         finally:
             os.close(fd)
 

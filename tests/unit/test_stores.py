@@ -5,6 +5,7 @@ import io
 import json
 import multiprocessing
 import os
+import signal
 import stat
 import tarfile
 import time
@@ -253,7 +254,7 @@ def test_batch_publishes_at_the_end_in_order(tmp_path, monkeypatch):
     blobs = [b'first', b'second', b'third']
     renamed = []
     real_rename = os.rename
-    monkeypatch.setattr(os, 'rename', lambda a, b: (renamed.append(os.path.basename(b)), real_rename(a, b)))
+    monkeypatch.setattr(os, 'rename', lambda a, b, **fds: (renamed.append(os.path.basename(b)), real_rename(a, b, **fds)))
     with store.batch():
         for i, data in enumerate(blobs):
             store.put_blob('oci-cas/b%d' % i, io.BytesIO(data), digest_of(data), len(data))
@@ -303,3 +304,186 @@ def test_killed_batch_leaves_nothing_visible(tmp_path):
     child.join(30)
     assert served_files(root) == []
     assert os.path.isdir(os.path.join(root, STATE_DIR, 'tmp'))   # its staging is left for a later sweep
+
+
+# -- hostile web roots: symbolic links (and FIFOs) planted by whoever can write into the root -------------
+
+def snapshot(top):
+    """{relative path: (type and mode, size, mtime, content or link target)} of everything under top."""
+    found = {}
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                content = os.readlink(path)
+            elif stat.S_ISREG(st.st_mode):
+                with open(path, 'rb') as f:
+                    content = f.read()
+            else:
+                content = None
+            found[os.path.relpath(path, top)] = (st.st_mode, st.st_uid, st.st_size, st.st_mtime_ns, content)
+    return found
+
+
+@pytest.fixture
+def hostile(tmp_path):
+    """(root, victim): an empty web root and, outside it, a directory holding an old file."""
+    root, victim = tmp_path / 'site', tmp_path / 'victim'
+    root.mkdir()
+    (victim / 'tmp' / 'old').mkdir(parents=True)
+    (victim / 'tmp' / 'old' / 'precious').write_bytes(b'keep me')
+    (victim / 'file').write_bytes(b'outside')
+    old = time.time() - 3600
+    for path in (victim / 'tmp' / 'old', victim / 'tmp'):
+        os.utime(str(path), (old, old))
+    return str(root), str(victim)
+
+
+def _blob():
+    data = b'layer'
+    return 'oci-cas/sha256/ab/' + hashlib.sha256(data).hexdigest(), data
+
+
+def test_state_directory_symlinked_out_of_the_root_is_refused(hostile):
+    """ROOT/.oci-discovery -> /victim with an old /victim/tmp/old: the sweep must not delete it."""
+    root, victim = hostile
+    os.symlink(victim, os.path.join(root, STATE_DIR))
+    before = snapshot(victim)
+    key, data = _blob()
+    with WebRootStore(root, owner='1') as store:
+        with pytest.raises(StoreError, match=r'%s: is a symbolic link' % os.path.join(root, STATE_DIR)):
+            store.put_blob(key, io.BytesIO(data), digest_of(data), len(data))
+        with pytest.raises(StoreError, match='is a symbolic link'):
+            with store.lock():
+                pass
+    assert snapshot(victim) == before
+
+
+def test_index_directory_symlinked_out_of_the_root_is_refused(hostile):
+    """ROOT/oci-index -> /outside: nothing is read, written or chowned there."""
+    root, victim = hostile
+    os.symlink(victim, os.path.join(root, 'oci-index'))
+    before = snapshot(victim)
+    with WebRootStore(root, owner='1', group='1') as store:
+        for attempt in (lambda: store.read('oci-index/team/app', 100),
+                        lambda: store.put_document('oci-index/team/app', b'{}'),
+                        lambda: store.update_document('oci-index/file', lambda raw: b'{}'),
+                        lambda: store.stat(['oci-index/file']),
+                        lambda: list(store.list('oci-index/'))):
+            with pytest.raises(StoreError, match=r'%s: is a symbolic link' % os.path.join(root, 'oci-index')):
+                attempt()
+        with pytest.raises(StoreError, match=r'%s: is a symbolic link' % os.path.join(root, 'oci-index')):
+            store.delete('oci-index/file')
+    assert snapshot(victim) == before
+
+
+def test_dangling_lock_symlink_is_not_created(hostile, tmp_path):
+    """ROOT/.oci-discovery/locks/site.lock -> /etc/nologin (here: a path in a temp dir) is never created."""
+    root, victim = hostile
+    locks = os.path.join(root, STATE_DIR, 'locks')
+    os.makedirs(locks)
+    nologin = str(tmp_path / 'etc-nologin')
+    os.symlink(nologin, os.path.join(locks, 'site.lock'))
+    store = WebRootStore(root)
+    with pytest.raises(StoreError, match=r'%s: is a symbolic link' % os.path.join(locks, 'site.lock')):
+        with store.lock():
+            pass
+    assert not os.path.lexists(nologin)
+    os.symlink(nologin, os.path.join(locks, 'doc-%s.lock' % hashlib.sha256(b'oci-index/app').hexdigest()[:32]))
+    with pytest.raises(StoreError, match='is a symbolic link'):
+        store.update_document('oci-index/app', lambda raw: b'{}')
+    assert not os.path.lexists(nologin)
+    assert not os.path.exists(os.path.join(root, 'oci-index', 'app'))
+    store.close()
+
+
+def test_symlinked_blob_directory_and_blob_are_refused(hostile):
+    root, victim = hostile
+    key, data = _blob()
+    os.makedirs(os.path.join(root, 'oci-cas', 'sha256'))
+    os.symlink(victim, os.path.join(root, 'oci-cas', 'sha256', 'ab'))
+    before = snapshot(victim)
+    with WebRootStore(root, owner='1') as store:
+        with pytest.raises(StoreError, match='oci-cas/sha256/ab: is a symbolic link'):
+            store.stat([key])
+        with pytest.raises(StoreError, match='oci-cas/sha256/ab: is a symbolic link'):
+            store.put_blob(key, io.BytesIO(data), digest_of(data), len(data))
+        with pytest.raises(StoreError, match='oci-cas/sha256/ab: is a symbolic link'):
+            with store.batch():
+                store.put_blob(key, io.BytesIO(data), digest_of(data), len(data))
+        assert list(store.list('oci-cas/')) == []        # a link is not an object, and not descended into
+        os.unlink(os.path.join(root, 'oci-cas', 'sha256', 'ab'))
+        os.makedirs(os.path.join(root, 'oci-cas', 'sha256', 'ab'))
+        os.symlink(os.path.join(victim, 'file'), os.path.join(root, key))
+        with pytest.raises(StoreError, match='%s: is a symbolic link' % key):
+            store.stat([key])
+        with pytest.raises(StoreError, match='%s: is a symbolic link' % key):
+            store.read(key, 100)
+    assert snapshot(victim) == before
+
+
+def test_symlinked_index_file_is_refused(hostile):
+    root, victim = hostile
+    os.makedirs(os.path.join(root, 'oci-index', 'team'))
+    os.symlink(os.path.join(victim, 'file'), os.path.join(root, 'oci-index', 'team', 'app'))
+    before = snapshot(victim)
+    with WebRootStore(root) as store:
+        for attempt in (lambda: store.read('oci-index/team/app', 100),
+                        lambda: store.put_document('oci-index/team/app', b'{}'),
+                        lambda: store.update_document('oci-index/team/app', lambda raw: b'{}')):
+            with pytest.raises(StoreError, match='oci-index/team/app: is a symbolic link'):
+                attempt()
+    assert snapshot(victim) == before
+
+
+def _too_slow(signum, frame):
+    raise AssertionError('blocked on a FIFO')
+
+
+def test_fifo_index_is_refused_without_blocking(hostile):
+    root, dummy = hostile
+    signal.signal(signal.SIGALRM, _too_slow)
+    signal.alarm(10)
+    _fifo_index_refused(root)
+    signal.alarm(0)
+
+
+def _fifo_index_refused(root):
+    os.makedirs(os.path.join(root, 'oci-index'))
+    os.mkfifo(os.path.join(root, 'oci-index', 'app'))
+    with WebRootStore(root) as store:
+        with pytest.raises(StoreError, match='oci-index/app: not a regular file'):
+            store.read('oci-index/app', 100)
+        with pytest.raises(StoreError, match='oci-index/app: not a regular file'):
+            store.update_document('oci-index/app', lambda raw: b'{}')
+
+
+def test_stale_run_sweep_never_follows_links(hostile):
+    """A link planted in the staging area (to a directory or inside a dead run) is removed, never followed."""
+    root, victim = hostile
+    tmp = os.path.join(root, STATE_DIR, 'tmp')
+    dead = os.path.join(tmp, 'run-dead')
+    os.makedirs(dead)
+    os.symlink(os.path.join(victim, 'tmp'), os.path.join(dead, 'inner'))
+    os.symlink(os.path.join(victim, 'tmp'), os.path.join(tmp, 'run-link'))
+    old = time.time() - 3600
+    for path in (dead, os.path.join(tmp, 'run-link')):
+        os.utime(path, (old, old), follow_symlinks=False)
+    before = snapshot(victim)
+    with WebRootStore(root) as store:
+        store.put_document('x', b'1')
+    assert not os.path.lexists(dead)
+    assert snapshot(victim) == before
+
+
+def test_root_given_as_a_symlink_is_resolved_once(tmp_path):
+    """/srv/www -> /data/www: the root's own path is the administrator's, and may lead anywhere."""
+    real = tmp_path / 'data-www'
+    real.mkdir()
+    os.symlink(str(real), str(tmp_path / 'www'))
+    key, data = _blob()
+    with WebRootStore(str(tmp_path / 'www')) as store:
+        store.put_blob(key, io.BytesIO(data), digest_of(data), len(data))
+        assert store.stat([key]) == {key: len(data)}
+    assert (real / key).read_bytes() == data
