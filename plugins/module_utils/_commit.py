@@ -129,7 +129,7 @@ def execute(store, plan: dict, source=None) -> dict:
             what = store.describe(site.index_key)
 
             def update(raw):
-                new, result['changes'] = update_index(raw, plan['ops'], what, plan['force'])
+                new, result['changes'] = update_index(raw, plan['ops'], what, plan['force'], site.name.family)
                 return new
 
             before, after = store.update_document(site.index_key, update, MT_INDEX, MAX_INDEX_BYTES)

@@ -37,6 +37,8 @@ from ansible_collections.oci.discovery.plugins.module_utils._spec import (
     LAYOUT_VERSION, MAX_INDEX_BYTES, MAX_REF_ENGINES_BYTES, WELL_KNOWN_KEY)
 
 LAYOUT_HEADER = {'imageLayoutVersion': LAYOUT_VERSION}
+# The top-level annotation of a published index naming the family (host/path) it belongs to.
+FAMILY_ANNOTATION = 'io.github.oci-discovery.family'
 
 
 # -- options ------------------------------------------------------------------
@@ -48,18 +50,21 @@ def tag_pairs(option, available=None) -> list:
 
     ``option`` is None (every tag of ``available``, the layout's tags) or a
     list whose items are a tag or ``{'src': tag, 'dest': tag}`` (publish
-    ``src`` under the name ``dest``; ``dest`` defaults to ``src``).
+    ``src`` under the name ``dest``; ``dest`` defaults to ``src``). Tags taken
+    from the layout are checked exactly like tags given in the option.
     """
     if option is None:
         if available is None:
             raise PlanError('no tags given and no layout to take them from')
         if not available:
             raise PlanError('the layout has no tagged images (no org.opencontainers.image.ref.name in index.json)')
-        return [(tag, tag) for tag in available]
-    if isinstance(option, (str, bytes, dict)) or not isinstance(option, (list, tuple)):
+        option, label = list(available), 'the layout\'s tag %d (index.json; the tags option chooses others)'
+    elif isinstance(option, (str, bytes, dict)) or not isinstance(option, (list, tuple)):
         raise PlanError('tags must be a list of tags or {src, dest} mappings, got %r' % (option,))
-    if not option:
+    elif not option:
         raise PlanError('tags is an empty list: name at least one tag, or leave tags out for all')
+    else:
+        label = 'tags[%d]'
     pairs, seen = [], {}
     for i, item in enumerate(option):
         if isinstance(item, str):
@@ -73,12 +78,12 @@ def tag_pairs(option, available=None) -> list:
             if dest is None:
                 dest = src
         else:
-            raise PlanError('tags[%d] %r: expected a tag or a mapping with src and optional dest' % (i, item))
+            raise PlanError('%s %r: expected a tag or a mapping with src and optional dest' % (label % i, item))
         try:
             safe_tag(src)
             safe_tag(dest)
         except InvalidName as e:
-            raise PlanError('tags[%d]: %s' % (i, e))
+            raise PlanError('%s: %s' % (label % i, e))
         if dest in seen:
             raise PlanError('tag %r is published twice (from %r and from %r)' % (dest, seen[dest], src))
         seen[dest] = src
@@ -174,7 +179,8 @@ def probe(store, request: dict, blobs=None) -> dict:
     if request.get('prune') is not None:
         raw = _decode(documents.get(site.index_key))
         try:
-            new, dummy = update_index(raw, request['ops'], store.describe(site.index_key), request['force'])
+            new, dummy = update_index(raw, request['ops'], store.describe(site.index_key), request['force'],
+                                      site.name.family)
             overrides = {site.index_key: new if new is not None else raw}
             candidates = unreferenced_blobs(store, site, overrides=overrides, known=request['prune']['known'])
         except PlanError as e:
@@ -198,7 +204,7 @@ def load_index(raw: bytes, what: str) -> dict:
         raise PlanError(str(e))
 
 
-def update_index(raw: bytes, ops: list, what: str, force: bool = False):
+def update_index(raw: bytes, ops: list, what: str, force: bool = False, family: str = None):
     """Apply ``ops`` to the index document ``raw`` (bytes or None when there is none).
 
     Returns ``(new_bytes, changes)``; ``new_bytes`` is None when nothing has
@@ -208,6 +214,14 @@ def update_index(raw: bytes, ops: list, what: str, force: bool = False):
     document was replaced (only with ``force``; otherwise that is a
     PlanError naming ``what``). A pure function: the store may call it again
     after a concurrent change.
+
+    ``family`` (``host/path``) is recorded in the index's top-level
+    FAMILY_ANNOTATION whenever the index is written. Index keys leave out the
+    host (``a.example.com/app`` and ``b.example.com/app`` both have
+    ``oci-index/app``), so an index recorded for another family is a
+    PlanError naming both; an index without the record is adopted. The check
+    runs where the store calls this function, under its index lock, so it
+    is atomic with the write.
     """
     changes = {'added': [], 'updated': [], 'removed': [], 'unchanged': [], 'replaced_invalid': None}
     index = None
@@ -218,6 +232,11 @@ def update_index(raw: bytes, ops: list, what: str, force: bool = False):
             if not force:
                 raise PlanError('%s; refusing to overwrite it (force=true replaces it)' % e)
             changes['replaced_invalid'] = str(e)
+    owner = _family_of(index)
+    if family is not None and owner is not None and owner != family:
+        raise PlanError('%s is the index of %s, not of %s: index keys leave out the host, so the two names '
+                        'would share it; publish %s into a web root or bucket of its own'
+                        % (what, owner, family, family))
     work = copy.deepcopy(index) if index is not None else new_index()
     for op in ops:
         tag = op['tag']
@@ -237,7 +256,18 @@ def update_index(raw: bytes, ops: list, what: str, force: bool = False):
         return None, changes
     if index is None and raw is None and not (changes['added'] or changes['updated']):
         return None, changes  # removing tags from an index that does not exist
+    if family is not None:
+        annotations = work.get('annotations')
+        if not isinstance(annotations, dict):
+            annotations = work['annotations'] = {}
+        annotations[FAMILY_ANNOTATION] = family
     return canonical_json(work), changes
+
+
+def _family_of(index):
+    """The family an index was published for (FAMILY_ANNOTATION), or None."""
+    annotations = index.get('annotations') if isinstance(index, dict) else None
+    return annotations.get(FAMILY_ANNOTATION) if isinstance(annotations, dict) else None
 
 
 def tag_changes(before: bytes, after: bytes, changes: dict) -> dict:
@@ -315,7 +345,8 @@ def make_plan(site: SiteLayout, ops: list, pub: dict, probed: dict, *, describe=
     }
     if site is not None:
         raw_index = _decode(documents.get(site.index_key))
-        new_index_bytes, plan['changes'] = update_index(raw_index, ops, describe(site.index_key), force)
+        new_index_bytes, plan['changes'] = update_index(raw_index, ops, describe(site.index_key), force,
+                                                      site.name.family)
         plan['index_changed'] = new_index_bytes is not None
         plan['diff'] = {'before': tag_lines(raw_index),
                         'after': tag_lines(new_index_bytes if new_index_bytes is not None else raw_index)}
@@ -362,5 +393,5 @@ def _is_layout_header(raw):
         return False
 
 
-__all__ = ['COMMIT_KEYS', 'LAYOUT_HEADER', 'PlanError', 'commit_request', 'index_ops', 'load_index', 'make_plan',
-           'probe', 'probe_request', 'publication', 'tag_changes', 'tag_lines', 'tag_pairs', 'update_index']
+__all__ = ['COMMIT_KEYS', 'FAMILY_ANNOTATION', 'LAYOUT_HEADER', 'PlanError', 'commit_request', 'index_ops', 'load_index',
+           'make_plan', 'probe', 'probe_request', 'publication', 'tag_changes', 'tag_lines', 'tag_pairs', 'update_index']

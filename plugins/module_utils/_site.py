@@ -118,6 +118,10 @@ class SiteLayout:
                 if segment in _LAYOUT_NAMES:
                     raise PlanError('name %r: a path segment %r would collide with the files of a served '
                                     'layout in the directories site layout' % (name.name, segment))
+        if not base_url and name.host.startswith('['):
+            raise PlanError('name %r: the host is an IP literal, and the default templates (https://{host}/...) '
+                            'cannot name it (RFC 6570 percent-encodes "[" and "]"): give base_url, for example '
+                            'https://%s' % (name.name, name.host))
         self.name = name
         self.base_url = check_base_url(base_url if base_url else 'https://%s' % name.host)
         self._custom = {'cas_template': cas_template, 'index_template': index_template}

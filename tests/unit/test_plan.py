@@ -14,6 +14,8 @@ from ansible_collections.oci.discovery.plugins.module_utils._site import PlanErr
 from ansible_collections.oci.discovery.plugins.module_utils._stores import STATE_DIR, WebRootStore
 from layout_builder import MT_INDEX, MT_MANIFEST, LayoutBuilder, sample_layout
 
+# The index annotation recording its family (literal here: the tests must not follow the code).
+FAMILY_ANNOTATION = "io.github.oci-discovery.family"
 SEED_EXAMPLES = '/work/shared/spec/examples'
 
 
@@ -537,3 +539,75 @@ def test_cas_bucket_family_collisions_fail_before_writing(tmp_path):
     # the directories site layout has no such collision
     publish(b.root, site, name='example.com/app', mode='directories')
     publish(b.root, site, name='example.com/app/sub', mode='directories')
+
+
+# -- issue 16: tags from the layout, IP-literal hosts, families sharing an index key ------------------
+
+@pytest.mark.parametrize('bad, reason', [('1.0\nX-Injected: yes', 'control character'),
+                                         ('t' * 400, 'longer than 255 characters')])
+def test_layout_tags_are_checked_like_explicit_tags(tmp_path, bad, reason):
+    """tags left out publishes every ref name of index.json: each is checked as if it had been given."""
+    b = LayoutBuilder(str(tmp_path / 'layout'))
+    b.image('good', layers=[b'a'])
+    b.image(bad, layers=[b'b'])
+    b.save()
+    layout = Layout(b.root)
+    with pytest.raises(PlanError, match=reason):
+        _plan.tag_pairs([bad], layout.tags())
+    with pytest.raises(PlanError, match=r"the layout's tag 1 \(index.json.*%s" % reason):
+        _plan.tag_pairs(None, layout.tags())
+    site = str(tmp_path / 'site')
+    with pytest.raises(PlanError, match=reason):
+        publish(b.root, site)
+    assert not os.path.exists(site)
+    assert _plan.tag_pairs(['good'], layout.tags()) == [('good', 'good')]
+
+
+def test_ip_literal_host_needs_base_url():
+    with pytest.raises(PlanError, match=r"name '\[::1\]/app': the host is an IP literal.*give base_url, for "
+                                        r"example https://\[::1\]"):
+        Mapping('cas_bucket', '[::1]/app')
+    mapping = Mapping('cas_bucket', '[::1]/app', base_url='https://[::1]:8443')
+    mapping.check_templates()
+    assert mapping.index_url == 'https://[::1]:8443/oci-index/app'
+    assert Mapping('cas_bucket', '127.0.0.1/app').index_url == 'https://127.0.0.1/oci-index/app'
+
+
+@pytest.mark.parametrize('mode', _site.SITE_LAYOUTS)
+def test_families_differing_only_in_host_do_not_share_an_index(tmp_path, mode):
+    b = sample_layout(str(tmp_path / 'layout'))
+    site = str(tmp_path / 'site')
+    publish(b.root, site, name='a.example.com/app', mode=mode, tags=['1.0'])
+    index_key = Mapping(mode, 'a.example.com/app').index_key
+    with open(os.path.join(site, index_key), 'rb') as f:
+        index = json.loads(f.read())
+    assert index['annotations'] == {FAMILY_ANNOTATION: 'a.example.com/app'}
+    before = tree(site)
+    for state in ('present', 'absent'):
+        with pytest.raises(PlanError, match=r'%s is the index of a.example.com/app, not of b.example.com/app'
+                                            % os.path.join(site, index_key)):
+            publish(b.root, site, name='b.example.com/app', mode=mode, tags=['multi'], state=state)
+        assert tree(site) == before
+    summary, dummy = publish(b.root, site, name='a.example.com/app', mode=mode, tags=['multi'])
+    assert summary['tags_added'] == ['multi']
+
+
+def test_index_without_a_family_is_adopted_and_checked_under_the_lock(tmp_path):
+    b = sample_layout(str(tmp_path / 'layout'))
+    site = str(tmp_path / 'site')
+    publish(b.root, site, name='a.example.com/app', tags=['1.0'])
+    path = os.path.join(site, 'oci-index', 'app')
+    with open(path, 'rb') as f:
+        index = json.loads(f.read())
+    del index['annotations']
+    with open(path, 'wb') as f:       # as written before the annotation existed
+        f.write(json.dumps(index).encode())
+    summary, dummy = publish(b.root, site, name='a.example.com/app', tags=['1.0'])
+    assert not summary['changed']     # a no-change run writes nothing, not even the annotation
+    publish(b.root, site, name='b.example.com/app', tags=['multi'])   # adopted by its next writer
+    with open(path, 'rb') as f:
+        raw = f.read()
+    assert json.loads(raw)['annotations'] == {FAMILY_ANNOTATION: 'b.example.com/app'}
+    # The record is checked in update_index itself, the function the store runs under the index lock.
+    with pytest.raises(PlanError, match='is the index of b.example.com/app, not of a.example.com/app'):
+        _plan.update_index(raw, [{'op': 'remove', 'tag': 'multi'}], path, family='a.example.com/app')
