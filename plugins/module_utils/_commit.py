@@ -55,7 +55,7 @@ class LayoutBlobs:
         self.delivered = set()
 
     def open(self, blob: dict):
-        fileobj = open(self.layout.blob_path(blob['digest']), 'rb')
+        fileobj = self.layout.open_blob(blob['digest'])   # the file checked inside the layout, opened once
         self.delivered.add(blob['digest'])
         return fileobj
 

@@ -142,15 +142,22 @@ def _chunks(fileobj, chunk_size):
 
 def verify_file(path: str, digest: str, size: int, chunk_size: int = CHUNK_SIZE, what: str = None):
     """Stream the file at ``path`` through a Verifier (bounded memory, each byte read once)."""
-    what = what or path
-    verifier = Verifier(digest, size, what)
     try:
         with open(path, 'rb', buffering=0) as f:
-            for chunk in _chunks(f, chunk_size):
-                verifier.update(chunk)
+            verify_fileobj(f, digest, size, chunk_size, what or path)
+    except OSError as e:
+        raise VerificationError('%s: cannot read: %s' % (what or path, e.strerror or e))
+
+
+def verify_fileobj(fileobj, digest, size, chunk_size=CHUNK_SIZE, what=None):
+    """Read an open file to its end through a Verifier; VerificationError naming ``what``."""
+    verifier = Verifier(digest, size, what or 'file')
+    try:
+        for chunk in _chunks(fileobj, chunk_size):
+            verifier.update(chunk)
     except OSError as e:
         raise VerificationError('%s: cannot read: %s' % (what, e.strerror or e))
-    verifier.finish()
+    return verifier.finish()
 
 
 def copy_verified(src_fileobj, dst_fileobj, digest: str, size: int, what: str, chunk_size: int = CHUNK_SIZE) -> int:

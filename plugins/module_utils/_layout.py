@@ -4,8 +4,10 @@
 """Read and validate an OCI image layout on disk.
 
 ``Layout(root)`` checks ``oci-layout`` and ``index.json`` when opened. Blobs
-are only read through ``blob_path``, which refuses anything that is not a
-regular file inside the layout (a symlink leading out of it, for example).
+are only read through ``open_blob``, which refuses anything that is not a
+regular file inside the layout (a symlink leading out of it, for example),
+and checks the descriptor it opened, not just the name: the file read is the
+file checked. The layout is trusted, so links inside it are followed.
 ``walk`` follows nested indexes and manifests; ``validate`` verifies the size
 and digest of every reachable blob, reading each byte once.
 """
@@ -17,7 +19,7 @@ import os
 import stat
 
 from ansible_collections.oci.discovery.plugins.module_utils._digests import (
-    CHUNK_SIZE, DigestError, VerificationError, Verifier, parse_digest, verify_file)
+    CHUNK_SIZE, DigestError, VerificationError, Verifier, parse_digest, verify_fileobj)
 from ansible_collections.oci.discovery.plugins.module_utils._documents import (
     INDEX_TYPES, MANIFEST_TYPES, REF_NAME, DocumentError, index_entries, load_json,
     validate_descriptor, validate_index, validate_manifest)
@@ -45,19 +47,18 @@ def _read_limited(path, limit, what):
     return data
 
 
-def _read_verified(path, digest, size, what):
-    """Read a whole blob while verifying its size and digest (each byte read once)."""
+def _read_verified(f, digest, size, what):
+    """Read a whole blob from the open file ``f`` while verifying its size and digest (each byte read once)."""
     verifier = Verifier(digest, size, what)
     buf = bytearray(size + 1)
     view = memoryview(buf)
     count = 0
-    with open(path, 'rb', buffering=0) as f:
-        while True:
-            n = f.readinto(view[count:count + CHUNK_SIZE])
-            if not n:
-                break
-            verifier.update(view[count:count + n])
-            count += n
+    while True:
+        n = f.readinto(view[count:count + CHUNK_SIZE])
+        if not n:
+            break
+        verifier.update(view[count:count + n])
+        count += n
     verifier.finish()
     return bytes(view[:count])
 
@@ -102,18 +103,19 @@ class Layout:
             raise LayoutError(str(e))
 
     def _inside(self, path, what):
-        """Refuse a path that resolves outside the layout or is not a regular file."""
+        """Refuse a path that resolves outside the layout or is not a regular file; the file's os.lstat result."""
         real = os.path.realpath(path)
         if os.path.commonpath([self._real_root, real]) != self._real_root:
             raise LayoutError('%s: leads out of the layout %s (to %s)' % (what, self.root, real))
         try:
-            mode = os.stat(real).st_mode
+            st = os.lstat(real)     # links are resolved: one here is a change since (refused)
         except FileNotFoundError:
             raise LayoutError('%s: missing' % what)
         except OSError as e:
             raise LayoutError('%s: cannot stat: %s' % (what, e.strerror or e))
-        if not stat.S_ISREG(mode):
+        if not stat.S_ISREG(st.st_mode):
             raise LayoutError('%s: not a regular file' % what)
+        return st
 
     # -- tags ---------------------------------------------------------------
 
@@ -139,17 +141,53 @@ class Layout:
     # -- blobs --------------------------------------------------------------
 
     def blob_path(self, digest):
-        """The path of a blob, ``blobs/<alg>/<encoded>``, once checked to be a regular file inside the layout."""
+        """The path of a blob, ``blobs/<alg>/<encoded>``, once checked to be a regular file inside the layout.
+
+        The check is on the name only: to read the blob, use ``open_blob``.
+        """
+        return self._checked_blob(digest)[0]
+
+    def _location(self, digest):
+        """``(path, what)``: where a blob is, and how messages name it."""
         try:
             parsed = parse_digest(digest)
         except DigestError as e:
             raise LayoutError('%s: %s' % (self.root, e))
         path = os.path.join(self.root, 'blobs', parsed.algorithm, parsed.encoded)
-        what = 'blob %s (%s)' % (parsed, path)
+        return path, 'blob %s (%s)' % (parsed, path)
+
+    def _checked_blob(self, digest):
+        """``(path, what, os.stat result)`` of a blob checked to be a regular file inside the layout."""
+        path, what = self._location(digest)
         if not os.path.lexists(path):
             raise LayoutError('%s: missing from the layout' % what)
-        self._inside(path, what)
-        return path
+        return path, what, self._inside(path, what)
+
+    def open_blob(self, digest):
+        """A blob as a binary file open for reading, the very file checked to be inside the layout.
+
+        The blob is opened once, and then its name is checked (it resolves
+        inside the layout to a regular file) and must still lead to the open
+        file (same device and inode): a blob swapped for a link out of the
+        layout around the open is refused. Read, hash and send from the one
+        file object this returns.
+        """
+        path, what = self._location(digest)
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0) | getattr(os, 'O_CLOEXEC', 0))
+        except OSError as e:
+            self._checked_blob(digest)     # the precise refusal (missing, leads out of the layout...)
+            raise LayoutError('%s: cannot open: %s' % (what, e.strerror or e))
+        try:
+            checked = self._checked_blob(digest)[2]
+            opened = os.fstat(fd)
+            if (opened.st_dev, opened.st_ino) != (checked.st_dev, checked.st_ino):
+                raise LayoutError('%s: changed while it was opened (the file opened is not the one its name '
+                                  'leads to now)' % what)
+        except BaseException:
+            os.close(fd)
+            raise
+        return os.fdopen(fd, 'rb', buffering=0)
 
     def read_document(self, descriptor):
         """Read, verify and parse the manifest or index that ``descriptor`` points at."""
@@ -172,7 +210,8 @@ class Layout:
             raise LayoutError('%s: a %s of %d bytes is larger than the limit of %d'
                               % (what, media_type, size, MAX_DOCUMENT_BYTES))
         try:
-            data = _read_verified(path, digest, size, what)
+            with self.open_blob(digest) as f:
+                data = _read_verified(f, digest, size, what)
         except VerificationError as e:
             raise LayoutError(str(e))
         except OSError as e:
@@ -253,9 +292,9 @@ class Layout:
         for desc in blobs:
             digest = desc['digest']
             if digest not in self._verified:
-                path = self.blob_path(digest)
                 try:
-                    verify_file(path, digest, desc['size'], what='blob %s (%s)' % (digest, path))
+                    with self.open_blob(digest) as f:
+                        verify_fileobj(f, digest, desc['size'], what=self._location(digest)[1])
                 except VerificationError as e:
                     raise LayoutError(str(e))
                 self._verified.add(digest)

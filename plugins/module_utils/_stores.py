@@ -90,7 +90,7 @@ import tarfile
 import time
 
 from ansible_collections.oci.discovery.plugins.module_utils._digests import (
-    VerificationError, copy_verified, parse_digest)
+    VerificationError, Verifier, copy_verified, parse_digest)
 
 STATE_DIR = '.oci-discovery'
 STALE_RUN_SECONDS = 60
@@ -821,16 +821,37 @@ def write_blob_archive(fileobj, blobs, open_blob):
     """Write an uncompressed tar of blobs to ``fileobj`` (layers are compressed already).
 
     ``blobs`` are dicts with ``digest`` and ``size``; ``open_blob(digest)``
-    returns a binary file object. Member names are the digests; nothing
-    else about a member is used by the reader.
+    returns a binary file object (``Layout.open_blob``). Each blob is hashed
+    while it is copied from that one file object, and a blob that does not
+    match its size and digest is a VerificationError: what goes into the
+    archive is exactly what was verified. Member names are the digests;
+    nothing else about a member is used by the reader.
     """
     with tarfile.open(fileobj=fileobj, mode='w|', format=tarfile.PAX_FORMAT) as archive:
         for blob in blobs:
-            info = tarfile.TarInfo(str(parse_digest(blob['digest'])))
+            digest = parse_digest(blob['digest'])
+            info = tarfile.TarInfo(str(digest))
             info.size = blob['size']
             info.mode = 0o644
+            verifier = Verifier(blob['digest'], blob['size'], 'blob %s (sent to the host)' % info.name)
             with open_blob(blob['digest']) as f:
-                archive.addfile(info, f)
+                archive.addfile(info, _VerifyingReader(f, verifier))
+                if f.read(1):
+                    verifier.update(b'?')     # longer than its size: refused as such
+            verifier.finish()
+
+
+class _VerifyingReader:
+    """A file object's ``read`` feeding a Verifier on the way."""
+
+    def __init__(self, fileobj, verifier):
+        self._fileobj = fileobj
+        self._verifier = verifier
+
+    def read(self, size=-1):
+        data = self._fileobj.read(size)
+        self._verifier.update(data)
+        return data
 
 
 def read_blob_archive(fileobj, what):

@@ -404,16 +404,76 @@ def test_validate_reads_documents_once(builder, monkeypatch):
     """Documents read during the walk are not hashed again by validate()."""
     import ansible_collections.oci.discovery.plugins.module_utils._layout as layout_module
     verified = []
-    real = layout_module.verify_file
+    real = layout_module.verify_fileobj
 
-    def counting(path, digest, size, **kwargs):
+    def counting(fileobj, digest, size, **kwargs):
         verified.append(digest)
-        return real(path, digest, size, **kwargs)
+        return real(fileobj, digest, size, **kwargs)
 
-    monkeypatch.setattr(layout_module, 'verify_file', counting)
+    monkeypatch.setattr(layout_module, 'verify_fileobj', counting)
     layout = Layout(builder.root)
     result = layout.validate()
     documents = set(layout._documents)
     assert not documents & set(verified)
     assert len(verified) + len(documents) == result['blobs']
     assert json.dumps(result)
+
+
+# -- issue 16, item 3: the blob read (and sent) is the file checked -------------------------------
+
+def _swap_after_the_check(monkeypatch, path, outside):
+    """The attacker's move, injected right after the name is resolved: the blob becomes a link out.
+
+    Before issue 16 the name was checked (realpath, stat), then opened again to be sent: this is
+    the window, and the outside file went into the archive."""
+    real_realpath = os.path.realpath
+
+    def realpath(p, *args, **kwargs):
+        result = real_realpath(p, *args, **kwargs)
+        if p == path and not os.path.islink(path):
+            os.rename(path, path + '.moved')
+            os.symlink(outside, path)
+        return result
+    monkeypatch.setattr(os.path, 'realpath', realpath)
+
+
+def test_a_blob_swapped_after_its_check_is_not_read(builder, tmp_path, monkeypatch):
+    from ansible_collections.oci.discovery.plugins.module_utils._stores import write_blob_archive
+    layout = Layout(builder.root)
+    layer = layout.read_document(manifest_of(builder, '1.0'))['layers'][0]
+    path = builder.path(layer)
+    outside = str(tmp_path / 'secret')
+    with open(outside, 'wb') as f:
+        f.write(b'a secret of the controller')
+    _swap_after_the_check(monkeypatch, path, outside)
+    archive = tmp_path / 'archive.tar'
+    with pytest.raises(LayoutError, match=r'%s.*: not a regular file' % layer['digest']):
+        with open(str(archive), 'wb') as f:
+            write_blob_archive(f, [layer], layout.open_blob)
+    assert b'a secret' not in archive.read_bytes()
+
+
+def test_the_archive_holds_only_verified_bytes(builder, tmp_path):
+    """A blob changed after validation is refused while the archive is written, before anything is sent."""
+    from ansible_collections.oci.discovery.plugins.module_utils._digests import VerificationError
+    from ansible_collections.oci.discovery.plugins.module_utils._stores import write_blob_archive
+    layout = Layout(builder.root)
+    layout.validate()
+    layer = layout.read_document(manifest_of(builder, '1.0'))['layers'][0]
+    with open(builder.path(layer), 'r+b') as f:
+        f.write(b'X')
+    with pytest.raises(VerificationError, match='digest mismatch'):
+        with open(str(tmp_path / 'archive.tar'), 'wb') as f:
+            write_blob_archive(f, [layer], layout.open_blob)
+
+
+def test_open_blob_follows_links_inside_the_layout(builder):
+    layout = Layout(builder.root)
+    layer = layout.read_document(manifest_of(builder, '1.0'))['layers'][0]
+    path = builder.path(layer)
+    with open(path, 'rb') as f:
+        data = f.read()
+    os.rename(path, os.path.join(builder.root, 'moved'))
+    os.symlink('../../moved', path)
+    with layout.open_blob(layer['digest']) as f:
+        assert f.read() == data
