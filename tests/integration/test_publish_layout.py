@@ -412,7 +412,17 @@ def test_direct_run_errors_are_named_and_interpreter_discovery_is_reported(sshd,
 
 # --------------------------------------------------------------------------- bad input
 
-def test_bad_input_changes_nothing(sshd, layouts, broken_layout, run_playbook):
+def _with_ref_name(layout, tag):
+    """The layout with its first index.json entry's ref name replaced by `tag`."""
+    index = read_index(layout)
+    index['manifests'][0]['annotations'][REF_NAME] = tag
+    os.unlink(os.path.join(layout, 'index.json'))      # a copy may share the cached layout's inode
+    with open(os.path.join(layout, 'index.json'), 'w') as f:
+        json.dump(index, f)
+    return layout
+
+
+def test_bad_input_changes_nothing(sshd, layouts, broken_layout, layout_copy, run_playbook):
     inventory, root = sshd.inventory(), sshd.make_webroot()
     first = run_playbook(play(publish_task(src=layouts.family, name='example.com/app', root=root, tags=['1.0'])),
                          inventory=inventory)
@@ -446,6 +456,17 @@ def test_bad_input_changes_nothing(sshd, layouts, broken_layout, run_playbook):
         ('unknown owner', dict(src=layouts.family, name='example.com/app', tags=['1.1'],
                                owner='no-such-user-anywhere'), 'no-such-user-anywhere'),
         ('absent without tags', dict(name='example.com/app', state='absent'), 'state=absent needs'),
+        # issue 16: layout tags are checked like given ones; IP-literal hosts; one family per index key
+        ('layout tag with a newline', dict(src=_with_ref_name(layout_copy('family'), '1.0\nX-Injected: 1'),
+                                           name='example.com/app'), 'control character'),
+        ('layout tag of 400 characters', dict(src=_with_ref_name(layout_copy('family'), 't' * 400),
+                                              name='example.com/app'), 'longer than 255 characters'),
+        ('IP-literal host without base_url', dict(src=layouts.family, name='[::1]/app'),
+         "name '[::1]/app': the host is an IP literal"),
+        ('another host, same index key', dict(src=layouts.family, name='other.example.com/app', tags=['1.1']),
+         'oci-index/app is the index of example.com/app, not of other.example.com/app'),
+        ('another host, removing tags', dict(name='other.example.com/app', tags=['1.0'], state='absent'),
+         'oci-index/app is the index of example.com/app, not of other.example.com/app'),
     ]
     tasks = []
     for task_name, args, dummy in cases:

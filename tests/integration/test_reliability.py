@@ -5,6 +5,10 @@ Stores: a web root published over the local connection, a web root published ove
 rig's sshd), and an S3 bucket on Ceph RGW. Web roots are read back through nginx, buckets
 through S3 GETs, the way consumers read them (rig.published.SiteReader).
 
+* hostile web roots: every kind of HOSTILE_ROOTS (symbolic links planted in the web root, leading
+  to a victim directory outside it, and a FIFO for the index) against a web root published over
+  the local connection and over ssh: each publish fails naming the link, the victim directory and
+  the site are identical afterwards.
 * broken layouts: every kind of rig.layouts.BROKEN_KINDS against every store already holding
   a published family: each publish fails naming the problem, and the store is identical
   afterwards (every file: content, mode, owner, inode, mtime; every object: bytes, ETag,
@@ -48,7 +52,7 @@ from discovery_hosts import NamedSites
 from rig import faults, procs
 from rig.ansible import ANSIBLE_PLAYBOOK, PlaybookResult, ansible_env, local_inventory
 from rig.ceph import RGW
-from rig.layouts import BROKEN_KINDS
+from rig.layouts import BROKEN_KINDS, reachable, read_index
 from rig.published import (SiteReader, WELL_KNOWN, describe_difference, http_getter, s3_getter, site_config,
                            snapshot_bucket, snapshot_tree)
 
@@ -320,6 +324,121 @@ def test_broken_layouts_fail_named_and_leave_the_store_identical(kind, make_stor
                 "%-27s %2d/%d kinds refused with the problem named; %d %s identical (content, metadata%s)"
                 % (STORE_LABELS[kind], named, len(cases), len(before), what,
                    ", ACL" if kind == "s3" else ", inode, mtime"))
+
+
+# --------------------------------------------------------------------------- hostile web roots
+
+def _plant_state_dir(root, victim, blob):
+    os.symlink(victim, os.path.join(root, ".oci-discovery"))
+    return os.path.join(root, ".oci-discovery") + ": is a symbolic link"
+
+
+def _plant_index_dir(root, victim, blob):
+    os.symlink(os.path.join(victim, "outside"), os.path.join(root, "oci-index"))
+    return os.path.join(root, "oci-index") + ": is a symbolic link"
+
+
+def _plant_site_lock(root, victim, blob):
+    locks = os.path.join(root, ".oci-discovery", "locks")
+    os.makedirs(locks)
+    os.symlink(os.path.join(victim, "nologin"), os.path.join(locks, "site.lock"))
+    return os.path.join(locks, "site.lock") + ": is a symbolic link"
+
+
+def _plant_blob_dir(root, victim, blob):
+    algorithm, encoded = blob.split(":")
+    parent = os.path.join(root, "oci-cas", algorithm)
+    os.makedirs(parent)
+    os.symlink(os.path.join(victim, "blobs"), os.path.join(parent, encoded[:2]))
+    return os.path.join(parent, encoded[:2]) + ": is a symbolic link"
+
+
+def _plant_blob(root, victim, blob):
+    algorithm, encoded = blob.split(":")
+    parent = os.path.join(root, "oci-cas", algorithm, encoded[:2])
+    os.makedirs(parent)
+    os.symlink(os.path.join(victim, "file"), os.path.join(parent, encoded))
+    return os.path.join(parent, encoded) + ": is a symbolic link"
+
+
+def _plant_index_file(root, victim, blob):
+    os.makedirs(os.path.join(root, "oci-index", "team"))
+    os.symlink(os.path.join(victim, "file"), os.path.join(root, "oci-index", FAMILY_PATH))
+    return os.path.join(root, "oci-index", FAMILY_PATH) + ": is a symbolic link"
+
+
+def _plant_index_fifo(root, victim, blob):
+    os.makedirs(os.path.join(root, "oci-index", "team"))
+    os.mkfifo(os.path.join(root, "oci-index", FAMILY_PATH), 0o644)
+    return os.path.join(root, "oci-index", FAMILY_PATH) + ": not a regular file"
+
+
+# What someone who can write into a web root plants there (issue 16): kind -> plant(root, victim, blob
+# digest) -> what the error must say. The victim is a directory outside the root holding an old
+# tmp/old (what the stale-run sweep removed through a linked state directory), a file, empty
+# directories; nologin is where a dangling lock link pointed (root created it).
+HOSTILE_ROOTS = collections.OrderedDict([
+    ("state directory linked out", _plant_state_dir),
+    ("index directory linked out", _plant_index_dir),
+    ("dangling site lock link", _plant_site_lock),
+    ("blob directory linked out", _plant_blob_dir),
+    ("blob linked out", _plant_blob),
+    ("index linked out", _plant_index_file),
+    ("index is a FIFO", _plant_index_fifo),
+])
+
+
+def _victim(owner):
+    """A directory outside every web root, as a victim: old contents, a file, empty directories."""
+    victim = procs.make_workdir("victim", mode=0o755)
+    for sub in ("tmp/old", "outside", "blobs"):
+        os.makedirs(os.path.join(victim, sub))
+    with open(os.path.join(victim, "tmp", "old", "precious"), "wb") as handle:
+        handle.write(b"keep me")
+    with open(os.path.join(victim, "file"), "wb") as handle:
+        handle.write(b"outside the root")
+    old = time.time() - 3600
+    for dirpath, dirnames, filenames in os.walk(victim):
+        for name in dirnames + filenames:
+            os.chown(os.path.join(dirpath, name), *owner)   # writable by the publisher: only the code protects it
+            os.utime(os.path.join(dirpath, name), (old, old))
+    return victim
+
+
+@pytest.mark.parametrize("kind", ["local", "ssh"])
+def test_hostile_web_roots_are_refused_and_nothing_outside_is_touched(kind, make_stores, layouts, run_playbook,
+                                                                    figures):
+    stores = make_stores(kind)
+    owner = (stores.sshd.uid, stores.sshd.gid) if stores.sshd else (0, 0)
+    victim = _victim(owner)
+    stores.dirs.append(victim)
+    blob = sorted(reachable(layouts.family, read_index(layouts.family)["manifests"]))[0]
+    cases, tasks = [], []
+    for name, plant in HOSTILE_ROOTS.items():
+        site = stores.new_site()
+        expect = plant(site.root, victim, blob)
+        for dirpath, dirnames, filenames in os.walk(site.root):
+            for entry in dirnames + filenames:
+                os.lchown(os.path.join(dirpath, entry), *owner)
+        task = dict(site.tasks(layouts.family, ignore_errors=True)[0], name=name, timeout=120)
+        cases.append((name, site, expect, site.snapshot()))
+        tasks.append(task)
+    before = snapshot_tree(victim)
+    result = run_playbook([{"hosts": "all", "gather_facts": False, "tasks": tasks}], inventory=stores.inventory)
+    after = snapshot_tree(victim)
+    assert after == before, describe_difference(before, after)
+    assert not os.path.lexists(os.path.join(victim, "nologin"))
+    for name, site, expect, site_before in cases:
+        item = result.result(name)
+        assert item.get("failed"), (name, item)
+        assert expect in item["msg"], (name, expect, item["msg"])
+        assert "Traceback" not in item["msg"] and "module_stderr" not in item, (name, item)
+        site_after = site.snapshot()
+        assert site_after == site_before, (name, describe_difference(site_before, site_after))
+    figures.add("hostile web roots: every kind refused naming the link, nothing outside the root touched",
+                "%-27s %d/%d kinds refused (%s); the victim directory (%d entries) and the %d sites identical"
+                % (STORE_LABELS[kind], len(cases), len(HOSTILE_ROOTS), ", ".join(HOSTILE_ROOTS), len(before),
+                   len(cases)))
 
 
 # --------------------------------------------------------------------------- concurrent publishers

@@ -85,6 +85,8 @@ def snapshot_tree(root):
                 kind, content = "dir", None
             elif stat.S_ISLNK(st.st_mode):
                 kind, content = "link", os.readlink(path)
+            elif not stat.S_ISREG(st.st_mode):
+                kind, content = "special", stat.S_IFMT(st.st_mode)    # a FIFO: reading it would block
             else:
                 kind, content = "file", _sha256_file(path)
             state[os.path.relpath(path, root)] = (kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_size,
