@@ -60,12 +60,20 @@ options:
       - The image family the tags are published under, a host-based image name without a fragment,
         for example V(example.com/app) or V(example.com/team/app).
       - Its path must be safe as a relative path (no V(.) or V(..) segment, no V(%), no backslash).
+      - A name whose host is an IP literal (V([::1]/app)) needs O(base_url).
+      - Index keys leave out the host, so families that differ only in their host (V(a.example.com/app),
+        V(b.example.com/app)) cannot share a site root; the index records its family and a publish of
+        another family into it is refused.
     type: str
     required: true
   root:
     description:
       - The site root on the target host, the directory the web server serves as the root of
         O(base_url). Created when missing.
+      - Its own path may be or pass through a symbolic link (V(/srv/www) -> V(/data/www)). Below it,
+        nothing is reached through a link; a symbolic link there (in C(.oci-discovery/), C(oci-index/),
+        C(oci-cas/), ...) is refused with an error naming it, and nothing outside the root is written,
+        changed or removed. See C(docs/security.md).
     type: path
     required: true
   owner:

@@ -61,6 +61,10 @@ options:
       - The image family the tags are published under, a host-based image name without a fragment,
         for example V(example.com/app) or V(example.com/team/app).
       - Its path must be safe as a relative key (no V(.) or V(..) segment, no V(%), no backslash).
+      - A name whose host is an IP literal (V([::1]/app)) needs O(base_url).
+      - Index keys leave out the host, so families that differ only in their host (V(a.example.com/app),
+        V(b.example.com/app)) cannot share a bucket and prefix; the index records its family and a
+        publish of another family into it is refused.
       - Leave it out, with O(well_known=true), to publish only the well-known document.
     type: str
   bucket:
