@@ -454,8 +454,7 @@ class WebRootStore(Store):
             return
         if top is None:
             return
-        for item in _walk(top, '/'.join(parts)):
-            yield item
+        yield from _walk(top, '/'.join(parts))
 
     def read(self, key, max_bytes):
         directory, name = self._split(key)
@@ -710,8 +709,7 @@ def _walk(fd, rel):
             if entry.is_dir(follow_symlinks=False):
                 sub = os.open(entry.name, _DIR_FLAGS, dir_fd=fd)
                 try:
-                    for item in _walk(sub, rel + '/' + entry.name):
-                        yield item
+                    yield from _walk(sub, rel + '/' + entry.name)
                 finally:
                     os.close(sub)
             elif entry.is_file(follow_symlinks=False):

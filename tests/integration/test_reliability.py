@@ -407,7 +407,7 @@ def _victim(owner):
 
 @pytest.mark.parametrize("kind", ["local", "ssh"])
 def test_hostile_web_roots_are_refused_and_nothing_outside_is_touched(kind, make_stores, layouts, run_playbook,
-                                                                    figures):
+                                                                      figures):
     stores = make_stores(kind)
     owner = (stores.sshd.uid, stores.sshd.gid) if stores.sshd else (0, 0)
     victim = _victim(owner)

@@ -11,6 +11,7 @@ import tarfile
 import time
 
 import pytest
+from rig.published import snapshot_tree
 
 from ansible_collections.oci.discovery.plugins.module_utils._digests import VerificationError
 from ansible_collections.oci.discovery.plugins.module_utils._stores import (
@@ -308,24 +309,6 @@ def test_killed_batch_leaves_nothing_visible(tmp_path):
 
 # -- hostile web roots: symbolic links (and FIFOs) planted by whoever can write into the root -------------
 
-def snapshot(top):
-    """{relative path: (type and mode, size, mtime, content or link target)} of everything under top."""
-    found = {}
-    for dirpath, dirnames, filenames in os.walk(top):
-        for name in dirnames + filenames:
-            path = os.path.join(dirpath, name)
-            st = os.lstat(path)
-            if stat.S_ISLNK(st.st_mode):
-                content = os.readlink(path)
-            elif stat.S_ISREG(st.st_mode):
-                with open(path, 'rb') as f:
-                    content = f.read()
-            else:
-                content = None
-            found[os.path.relpath(path, top)] = (st.st_mode, st.st_uid, st.st_size, st.st_mtime_ns, content)
-    return found
-
-
 @pytest.fixture
 def hostile(tmp_path):
     """(root, victim): an empty web root and, outside it, a directory holding an old file."""
@@ -349,7 +332,7 @@ def test_state_directory_symlinked_out_of_the_root_is_refused(hostile):
     """ROOT/.oci-discovery -> /victim with an old /victim/tmp/old: the sweep must not delete it."""
     root, victim = hostile
     os.symlink(victim, os.path.join(root, STATE_DIR))
-    before = snapshot(victim)
+    before = snapshot_tree(victim)
     key, data = _blob()
     with WebRootStore(root, owner='1') as store:
         with pytest.raises(StoreError, match=r'%s: is a symbolic link' % os.path.join(root, STATE_DIR)):
@@ -357,14 +340,14 @@ def test_state_directory_symlinked_out_of_the_root_is_refused(hostile):
         with pytest.raises(StoreError, match='is a symbolic link'):
             with store.lock():
                 pass
-    assert snapshot(victim) == before
+    assert snapshot_tree(victim) == before
 
 
 def test_index_directory_symlinked_out_of_the_root_is_refused(hostile):
     """ROOT/oci-index -> /outside: nothing is read, written or chowned there."""
     root, victim = hostile
     os.symlink(victim, os.path.join(root, 'oci-index'))
-    before = snapshot(victim)
+    before = snapshot_tree(victim)
     with WebRootStore(root, owner='1', group='1') as store:
         for attempt in (lambda: store.read('oci-index/team/app', 100),
                         lambda: store.put_document('oci-index/team/app', b'{}'),
@@ -375,7 +358,7 @@ def test_index_directory_symlinked_out_of_the_root_is_refused(hostile):
                 attempt()
         with pytest.raises(StoreError, match=r'%s: is a symbolic link' % os.path.join(root, 'oci-index')):
             store.delete('oci-index/file')
-    assert snapshot(victim) == before
+    assert snapshot_tree(victim) == before
 
 
 def test_dangling_lock_symlink_is_not_created(hostile, tmp_path):
@@ -403,7 +386,7 @@ def test_symlinked_blob_directory_and_blob_are_refused(hostile):
     key, data = _blob()
     os.makedirs(os.path.join(root, 'oci-cas', 'sha256'))
     os.symlink(victim, os.path.join(root, 'oci-cas', 'sha256', 'ab'))
-    before = snapshot(victim)
+    before = snapshot_tree(victim)
     with WebRootStore(root, owner='1') as store:
         with pytest.raises(StoreError, match='oci-cas/sha256/ab: is a symbolic link'):
             store.stat([key])
@@ -420,21 +403,21 @@ def test_symlinked_blob_directory_and_blob_are_refused(hostile):
             store.stat([key])
         with pytest.raises(StoreError, match='%s: is a symbolic link' % key):
             store.read(key, 100)
-    assert snapshot(victim) == before
+    assert snapshot_tree(victim) == before
 
 
 def test_symlinked_index_file_is_refused(hostile):
     root, victim = hostile
     os.makedirs(os.path.join(root, 'oci-index', 'team'))
     os.symlink(os.path.join(victim, 'file'), os.path.join(root, 'oci-index', 'team', 'app'))
-    before = snapshot(victim)
+    before = snapshot_tree(victim)
     with WebRootStore(root) as store:
         for attempt in (lambda: store.read('oci-index/team/app', 100),
                         lambda: store.put_document('oci-index/team/app', b'{}'),
                         lambda: store.update_document('oci-index/team/app', lambda raw: b'{}')):
             with pytest.raises(StoreError, match='oci-index/team/app: is a symbolic link'):
                 attempt()
-    assert snapshot(victim) == before
+    assert snapshot_tree(victim) == before
 
 
 def _too_slow(signum, frame):
@@ -470,11 +453,11 @@ def test_stale_run_sweep_never_follows_links(hostile):
     old = time.time() - 3600
     for path in (dead, os.path.join(tmp, 'run-link')):
         os.utime(path, (old, old), follow_symlinks=False)
-    before = snapshot(victim)
+    before = snapshot_tree(victim)
     with WebRootStore(root) as store:
         store.put_document('x', b'1')
     assert not os.path.lexists(dead)
-    assert snapshot(victim) == before
+    assert snapshot_tree(victim) == before
 
 
 def test_root_given_as_a_symlink_is_resolved_once(tmp_path):
