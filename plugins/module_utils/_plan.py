@@ -346,7 +346,7 @@ def make_plan(site: SiteLayout, ops: list, pub: dict, probed: dict, *, describe=
     if site is not None:
         raw_index = _decode(documents.get(site.index_key))
         new_index_bytes, plan['changes'] = update_index(raw_index, ops, describe(site.index_key), force,
-                                                      site.name.family)
+                                                        site.name.family)
         plan['index_changed'] = new_index_bytes is not None
         plan['diff'] = {'before': tag_lines(raw_index),
                         'after': tag_lines(new_index_bytes if new_index_bytes is not None else raw_index)}
