@@ -390,6 +390,10 @@ def test_absent_removes_one_site_and_keeps_the_other(sshd, ca, run_playbook):
     ({"listen_https": ["127.0.0.1:https"]}, 'listen value "127.0.0.1:https"'),
     ({"tls_certificate_key": None}, "tls_certificate and tls_certificate_key go together"),
     ({"images": [{"name": "localhost/app", "src": "relative/layout"}]}, "absolute path of the OCI layout"),
+    # A trailing newline passes a pattern ending in $ and would reach the configuration (issue 16).
+    ({"cors": True, "cors_origin": "*\n"}, 'cors_origin "*\\n"'),
+    ({"root": "/srv/www\n"}, 'root "/srv/www\\n"'),
+    ({"listen_https": ["127.0.0.1:8443\nssl"]}, 'listen value "127.0.0.1:8443\\nssl"'),
 ])
 def test_bad_settings_fail_before_anything_is_written(sshd, ca, run_playbook, change, expect):
     pub = Publisher(sshd, ca, run_playbook, "bad")
