@@ -368,11 +368,14 @@ requests:
   sample: {"list_pages": 1, "head": 0, "get": 3, "put": 0, "upload": 0, "copy": 0, "delete": 0}
 '''
 
+import re
+
 try:
     from botocore.exceptions import BotoCoreError, ClientError
 except ImportError:
     pass  # AnsibleAWSModule reports the missing library
 
+from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule, aws_argument_spec
 
 from ansible_collections.oci.discovery.plugins.module_utils import _publish
@@ -450,6 +453,14 @@ def run(module, client):
     return result, differences
 
 
+def version_below(version, floor):
+    """Whether a version string such as ``1.35.99`` is below ``floor`` (its numeric release parts compared)."""
+    def release(text):
+        match = re.match(r'(\d+(?:\.\d+)*)', text.strip())
+        return tuple(int(part) for part in match.group(1).split('.')) if match else ()
+    return release(version) < release(floor)
+
+
 class _BucketToBe(object):
     """The client seen through a bucket that does not exist yet, in check mode: it is empty.
 
@@ -492,9 +503,13 @@ class _BucketToBe(object):
 
 def main():
     module = AnsibleAWSModule(argument_spec=argument_spec(), supports_check_mode=True)
-    # request_checksum_calculation (and IfMatch on PutObject) came with botocore 1.36.
-    module.require_botocore_at_least(BOTOCORE_FLOOR, reason='for the request_checksum_calculation setting and '
-                                                            'conditional writes (IfMatch)')
+    # request_checksum_calculation (and IfMatch on PutObject) came with botocore 1.36. Checked here, not
+    # with require_botocore_at_least: amazon.aws lets every version pass when `packaging` is missing.
+    import botocore
+    if version_below(botocore.__version__, BOTOCORE_FLOOR):
+        module.fail_json(msg='%s (found botocore %s)' % (missing_required_lib(
+            'botocore>=%s' % BOTOCORE_FLOOR, reason='for the request_checksum_calculation setting and conditional '
+            'writes (IfMatch)'), botocore.__version__), botocore_version=botocore.__version__)
     p = module.params
     if p['name'] is None and not p['well_known']:
         module.fail_json(msg='give name (and src) to publish images, or well_known=true to publish only the '

@@ -759,3 +759,35 @@ def test_play_module_defaults_reach_the_role_and_group_aws_does_not_reach_the_mo
         outcomes[group] = run_playbook(play, env=env).result("publish")
     assert not outcomes["group/oci.discovery.aws"].get("failed"), outcomes
     assert outcomes["group/aws"].get("failed") and outcomes["group/amazon.aws.aws"].get("failed"), outcomes
+
+
+@pytest.fixture(scope="module")
+def old_botocore_python():
+    """The Python of a small venv (under .tmp, from PyPI) with boto3/botocore 1.35, below the floor."""
+    import subprocess
+    import sys
+    from rig.procs import REPO
+    venv = os.path.join(REPO, ".tmp", "venv-botocore-1.35")
+    python = os.path.join(venv, "bin", "python")
+    marker = os.path.join(venv, ".installed")
+    if not os.path.exists(marker):
+        subprocess.run([sys.executable, "-m", "venv", "--clear", venv], check=True)
+        subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                        "boto3==1.35.99", "botocore==1.35.99"], check=True)
+        open(marker, "w").close()
+    return python
+
+
+def test_botocore_below_the_floor_fails_with_a_message_naming_it(rgw, bucket, layouts, run_playbook,
+                                                                 old_botocore_python):
+    """botocore 1.35 has no request_checksum_calculation: the module says what it needs instead of a
+    TypeError traceback, and writes nothing."""
+    from rig.ansible import local_inventory
+    play = [{"hosts": "localhost", "gather_facts": False,
+             "tasks": [{"name": "publish", MODULE: task_args(rgw, bucket, src=layouts.family), "ignore_errors": True}]}]
+    outcome = run_playbook(play, inventory=local_inventory(ansible_python_interpreter=old_botocore_python)
+                           ).result("publish")
+    assert outcome.get("failed"), outcome
+    assert "botocore" in outcome["msg"] and "1.36.0" in outcome["msg"] and "1.35.99" in outcome["msg"], outcome
+    assert "Traceback" not in json.dumps(outcome) and "TypeError" not in json.dumps(outcome), outcome
+    assert all_objects(rgw, bucket) == []
