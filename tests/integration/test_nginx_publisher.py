@@ -86,9 +86,9 @@ class Publisher(object):
         values.update(extra)
         return values
 
-    def run(self, sites, check=False, diff=False, **extra):
+    def run(self, sites, check=False, diff=False, args=(), **extra):
         return self._run_playbook(PLAYBOOK, inventory=self.sshd.inventory("publisher"),
-                                  extra_vars=self.extra_vars(sites, **extra), check=check, diff=diff)
+                                  extra_vars=self.extra_vars(sites, **extra), check=check, diff=diff, args=args)
 
     # -- the running server
     def master_pid(self):
@@ -299,6 +299,22 @@ def test_second_run_changes_nothing(publisher):
     assert again.changed_count == 0, [
         (name, host) for unused_play, name, hosts in again.tasks for host, res in hosts.items() if res.get("changed")]
     assert publisher.master_pid() == pid
+
+
+def test_tags_run_their_part_of_the_role(publisher, layouts):  # noqa: F811
+    """--tags publish publishes without touching nginx; --tags config configures without publishing."""
+    sites = [dict(site) for site in publisher.sites]
+    sites[0]["images"] = sites[0]["images"] + [{"name": "localhost/tagged", "src": layouts.family}]
+    published = publisher.run(sites, args=("--tags", "publish"))
+    assert not published.failed, str(published)
+    names = published.task_names()
+    assert any(n.endswith("Publish the images") for n in names), names
+    assert not [n for n in names if "nginx -T" in n or "Install" in n], names
+    assert publisher.get("/oci-index/tagged")[0] == 200
+    configured = publisher.run(publisher.sites, args=("--tags", "config"))
+    assert not configured.failed, str(configured)
+    names = configured.task_names()
+    assert any("nginx -T" in n for n in names) and not any(n.endswith("Publish the images") for n in names), names
 
 
 def test_check_diff_shows_the_change_and_changes_nothing(publisher):
