@@ -538,5 +538,6 @@ def main():
         result['diff'] = differences
     module.exit_json(**result)
 
+
 if __name__ == '__main__':
     main()

@@ -20,7 +20,7 @@ BUILDER_VERSION = "3.2.0"
 
 
 def run(argv, **kwargs):
-    proc = subprocess.run(argv, capture_output=True, text=True, **kwargs)
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
     assert proc.returncode == 0, "%s\nstdout:\n%s\nstderr:\n%s" % (argv, proc.stdout[-3000:], proc.stderr[-3000:])
     return proc.stdout
 

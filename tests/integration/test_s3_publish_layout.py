@@ -728,8 +728,8 @@ def test_a_prefix_with_wildcards_is_refused_before_anything_is_written(rgw, buck
         rgw.client().get_bucket_policy(Bucket=bucket)
 
 
-def test_play_module_defaults_reach_the_role_and_group_aws_does_not_reach_the_module(rgw, bucket, layouts,
-                                                                                      run_playbook):
+def test_play_module_defaults_reach_the_role_and_group_aws_does_not_reach_the_module(
+        rgw, bucket, layouts, run_playbook):
     """group/oci.discovery.aws carries the connection to every task of the role (the role passes
     only what it was given, so validate_certs and the rest stay the play's); group/aws is
     amazon.aws's group, which does not list this collection's module."""
