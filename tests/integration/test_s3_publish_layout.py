@@ -728,6 +728,14 @@ def test_a_prefix_with_wildcards_is_refused_before_anything_is_written(rgw, buck
         rgw.client().get_bucket_policy(Bucket=bucket)
 
 
+@pytest.mark.parametrize("name", ["images*", "images\n", "a/b"])
+def test_a_bucket_name_that_would_widen_the_policy_is_refused(rgw, layouts, run_playbook, name):
+    result = run_playbook(SYNC_S3, extra_vars=role_site(rgw, name, layouts, s3_publisher_create_bucket=True))
+    assert result.failed
+    assert any("is not a bucket name" in msg for dummy, dummy, msg in result.failures()), str(result)
+    assert [t for t in result.task_names() if "Create the bucket" in t] == []
+
+
 def test_play_module_defaults_reach_the_role_and_group_aws_does_not_reach_the_module(
         rgw, bucket, layouts, run_playbook):
     """group/oci.discovery.aws carries the connection to every task of the role (the role passes
