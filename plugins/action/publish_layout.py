@@ -26,6 +26,7 @@ phase is a run of the publish_layout module, with the same code and results.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import inspect
 import json
 import os
 import posixpath
@@ -36,6 +37,7 @@ import time
 from ansible import constants as C
 from ansible.errors import AnsibleError
 from ansible.module_utils.common.text.converters import to_native, to_text
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
@@ -52,6 +54,21 @@ _DISCOVERY_MODES = ('auto', 'auto_legacy', 'auto_silent', 'auto_legacy_silent')
 # Sending this much through an ssh connection with compression on earns a warning: layers are
 # compressed already, so ssh -C only burns CPU (1 GiB over loopback: 27 s with -C, 4.5 s without).
 _COMPRESSED_SSH_WARNING_BYTES = 16 * 1024 * 1024
+# The host variable that turns the direct target phases off (module runs instead).
+DIRECT_VARIABLE = 'oci_discovery_direct_phases'
+# The private interfaces of ActionBase and of the connection the direct phases use, with the parameters
+# they are called with (None: an attribute). When one is not as expected, as with another ansible-core, the
+# phases are module runs, which ansible-core keeps working whatever its internals.
+_DIRECT_INTERFACES = (
+    ('_configure_module', ('module_name', 'module_args', 'task_vars')),
+    ('_low_level_execute_command', ('cmd', 'sudoable', 'in_data')),
+    ('_compute_environment_string', ()),
+    ('_discovered_interpreter_key', None),
+    ('_discovered_interpreter', None),
+    ('_connection.has_pipelining', None),
+    ('_connection.become', None),
+    ('_connection._shell.build_module_command', ('env_string', 'shebang', 'cmd')),
+)
 
 # Runs on the target's Python, after SOURCES ({module name: source}) and PARAMS (JSON text):
 # imports the module utilities from SOURCES (nothing is written on the target) and runs the phase.
@@ -237,8 +254,35 @@ class ActionModule(ActionBase):
         self._facts.update(outcome.get('ansible_facts') or {})
         return outcome
 
+    def _unexpected_interfaces(self):
+        """The entries of ``_DIRECT_INTERFACES`` that are missing or take other parameters here."""
+        unexpected = []
+        for path, params in _DIRECT_INTERFACES:
+            obj = self
+            try:
+                for part in path.split('.'):
+                    obj = getattr(obj, part)
+                names = inspect.signature(obj).parameters if params is not None else ()
+            except (AttributeError, TypeError, ValueError):
+                unexpected.append(path)
+                continue
+            if not all(name in names for name in params or ()):
+                unexpected.append('%s(%s)' % (path, ', '.join(params)))
+        return unexpected
+
     def _can_run_directly(self):
-        """Whether a program can be fed on standard input: the conditions of Ansible's pipelining."""
+        """Whether a program can be fed on standard input: the conditions of Ansible's pipelining, the
+        private interfaces as expected, and the phases not turned off (``oci_discovery_direct_phases``)."""
+        host = self._play_context.remote_addr
+        wanted = self._templar.template(self._templar.available_variables.get(DIRECT_VARIABLE, True))
+        if not boolean(wanted, strict=False):
+            display.vvv('publish_layout: module runs (%s is false)' % DIRECT_VARIABLE, host=host)
+            return False
+        unexpected = self._unexpected_interfaces()
+        if unexpected:
+            display.vvv('publish_layout: module runs: this ansible-core does not have %s as the direct phases '
+                        'expect' % ', '.join(unexpected), host=host)
+            return False
         connection = self._connection
         return bool(connection.has_pipelining and (not connection.become or connection.become.pipelining)
                     and getattr(connection._shell, 'SHELL_FAMILY', None) == 'sh'
@@ -278,10 +322,19 @@ class ActionModule(ActionBase):
 
     def _run_directly(self, params, task_vars):
         """Feed ``_target.run_direct`` and the module utilities to the target's Python; its JSON result."""
-        if self._interpreter is None:
-            self._interpreter = self._python(task_vars)
-        command = self._connection._shell.build_module_command(
-            self._compute_environment_string(), '#!' + self._interpreter, '').strip()
+        try:
+            if self._interpreter is None:
+                self._interpreter = self._python(task_vars)
+            command = self._connection._shell.build_module_command(
+                self._compute_environment_string(), '#!' + self._interpreter, '').strip()
+        except (AttributeError, TypeError, IndexError, KeyError) as e:
+            # The private interfaces answered in a shape this plugin does not know (another ansible-core):
+            # nothing ran on the target yet; this phase and the next are module runs.
+            display.vvv('publish_layout: module runs: preparing a direct run failed (%s: %s)'
+                        % (type(e).__name__, e), host=self._play_context.remote_addr)
+            self._interpreter, self._how = None, 'module run'
+            options = dict((k, v) for k, v in params.items() if not k.startswith('_'))
+            return self._run_phase(options, params['_phase'], params['_request'], params['_archive'], task_vars)
         res = self._low_level_execute_command(command, sudoable=True, in_data=_direct_program(params))
         lines = [line for line in (res.get('stdout') or '').splitlines() if line.strip()]
         try:

@@ -143,6 +143,10 @@ notes:
     (image layers are compressed already).
   - Serve the index with the media type C(application/vnd.oci.image.index.v1+json; charset=utf-8);
     the C(oci.discovery.nginx_publisher) role writes an Nginx configuration that does.
+  - The host variable C(oci_discovery_direct_phases=false) turns the direct runs on the target off (module
+    runs instead, same results). They are also off, by themselves, with an ansible-core whose private
+    interfaces they use (C(ActionBase._configure_module), C(_low_level_execute_command), the shell's
+    C(build_module_command), ...) are not as expected; C(-vvv) says which.
 seealso:
   - module: oci.discovery.ref_engines
 author:

@@ -77,6 +77,8 @@ options:
     description:
       - A key prefix in the bucket that is the root of the site (the origin path of a CDN), for
         example V(sites/example.com). Default is the bucket's root.
+      - It must not contain C(*) or C(?). S3 bucket policies read them as wildcards, so a policy
+        granting the prefix (as the C(oci.discovery.s3_publisher) role writes) would grant other keys.
     type: str
     default: ''
   force:
@@ -168,26 +170,37 @@ extends_documentation_fragment:
   - oci.discovery.publish
   - amazon.aws.common.modules
   - amazon.aws.region.modules
-  - amazon.aws.boto3
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
     details: The bucket is read (LIST, documents, the ledger, HEADs of objects it cannot vouch for) to report
-      what would change.
+      what would change. A bucket that does not exist yet (created by the real run, as the
+      C(oci.discovery.s3_publisher) role does with C(s3_publisher_create_bucket=true)) is reported as empty,
+      with a warning and RV(bucket_exists=false).
   diff_mode:
     support: full
     details: The family's index as one C(tag digest) line per entry, the blobs and bytes to send, the objects whose
       headers are fixed, and the well-known document.
   platform:
     platforms: posix
+requirements:
+  - python >= 3.8 (boto3 1.36 needs it)
+  - boto3 >= 1.36.0
+  - botocore >= 1.36.0 (checked at start; older versions lack the C(request_checksum_calculation) setting and
+    conditional writes)
 notes:
   - The module sets the botocore options C(request_checksum_calculation) and C(response_checksum_validation)
-    to V(when_required) by default, because many S3-compatible stores (Ceph RGW over https among
-    them) reject the aws-chunked request checksums boto3 sends otherwise. Override them in
+    to V(when_required) by default, because since botocore 1.36 the default is V(when_supported),
+    and many S3-compatible stores (Ceph RGW over https among them) reject the aws-chunked request
+    checksums boto3 then sends. Blobs are verified by their digests either way. Override them in
     O(aws_config).
-  - "Permissions needed: C(s3:ListBucket), C(s3:GetObject), C(s3:PutObject) (C(s3:PutObjectAcl) with
-    O(acl)), and C(s3:DeleteObject) with O(prune)."
+  - "C(module_defaults): the group C(group/oci.discovery.aws) sets the AWS options of this module and of
+    every amazon.aws module at once. The group C(group/amazon.aws.aws) (or C(group/aws)) does not
+    reach this module."
+  - "Permissions needed: C(s3:ListBucket) (for ListObjectsV2 and HeadBucket; no C(s3:ListAllMyBuckets)),
+    C(s3:GetObject), C(s3:PutObject) (C(s3:PutObjectAcl) with O(acl)), and C(s3:DeleteObject) with
+    O(prune)."
 seealso:
   - module: oci.discovery.publish_layout
   - module: amazon.aws.s3_bucket
@@ -344,6 +357,11 @@ replaced_invalid_index:
   returned: when an invalid index was replaced
   type: str
   sample: "s3://site/oci-index/app: invalid JSON: Expecting value: line 1 column 1 (char 0)"
+bucket_exists:
+  description: Whether the bucket exists. V(false) only in check mode, for a bucket a real run would first have to create.
+  returned: always
+  type: bool
+  sample: true
 requests:
   description:
     - S3 operations made, by kind (C(list_pages), C(head), C(get), C(put) for documents, C(upload) for
@@ -354,11 +372,14 @@ requests:
   sample: {"list_pages": 1, "head": 0, "get": 3, "put": 0, "upload": 0, "copy": 0, "delete": 0}
 '''
 
+import re
+
 try:
     from botocore.exceptions import BotoCoreError, ClientError
 except ImportError:
     pass  # AnsibleAWSModule reports the missing library
 
+from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule, aws_argument_spec
 
 from ansible_collections.oci.discovery.plugins.module_utils import _publish
@@ -368,6 +389,8 @@ from ansible_collections.oci.discovery.plugins.module_utils._site import SiteLay
 
 CANNED_ACLS = ['private', 'public-read', 'public-read-write', 'authenticated-read', 'aws-exec-read',
                'bucket-owner-read', 'bucket-owner-full-control']
+# The oldest botocore the module works with (checked at start, with a message naming it).
+BOTOCORE_FLOOR = '1.36.0'
 # Defaults that make S3-compatible stores work out of the box; aws_config overrides them.
 BOTOCORE_DEFAULTS = {'request_checksum_calculation': 'when_required',
                      'response_checksum_validation': 'when_required',
@@ -434,21 +457,87 @@ def run(module, client):
     return result, differences
 
 
+def version_below(version, floor):
+    """Whether a version string such as ``1.35.99`` is below ``floor`` (its numeric release parts compared)."""
+    def release(text):
+        match = re.match(r'(\d+(?:\.\d+)*)', text.strip())
+        return tuple(int(part) for part in match.group(1).split('.')) if match else ()
+    return release(version) < release(floor)
+
+
+class _BucketToBe(object):
+    """The client seen through a bucket that does not exist yet, in check mode: it is empty.
+
+    HeadBucket is asked for real; when it answers 404 (the role creates the
+    bucket on the real run), every listing is empty and every object missing,
+    so check mode reports what a first publish would write. Nothing else is
+    called in check mode.
+    """
+
+    def __init__(self, client):
+        self._client = client
+        self.missing = False
+
+    def head_bucket(self, **kwargs):
+        try:
+            return self._client.head_bucket(**kwargs)
+        except ClientError as e:
+            if e.response.get('ResponseMetadata', {}).get('HTTPStatusCode') != 404:
+                raise
+            self.missing = True
+            return {}
+
+    def list_objects_v2(self, **kwargs):
+        if self.missing:
+            return {'Contents': [], 'IsTruncated': False, 'KeyCount': 0}
+        return self._client.list_objects_v2(**kwargs)
+
+    def _object(self, operation, kwargs):
+        if self.missing:
+            raise ClientError({'Error': {'Code': 'NoSuchKey', 'Message': 'the bucket does not exist yet'},
+                               'ResponseMetadata': {'HTTPStatusCode': 404}}, operation)
+        return getattr(self._client, operation)(**kwargs)
+
+    def get_object(self, **kwargs):
+        return self._object('get_object', kwargs)
+
+    def head_object(self, **kwargs):
+        return self._object('head_object', kwargs)
+
+
 def main():
     module = AnsibleAWSModule(argument_spec=argument_spec(), supports_check_mode=True)
-    if module.params['name'] is None and not module.params['well_known']:
+    # request_checksum_calculation (and IfMatch on PutObject) came with botocore 1.36. Checked here, not
+    # with require_botocore_at_least: amazon.aws lets every version pass when `packaging` is missing.
+    import botocore
+    if version_below(botocore.__version__, BOTOCORE_FLOOR):
+        module.fail_json(msg='%s (found botocore %s)' % (missing_required_lib(
+            'botocore>=%s' % BOTOCORE_FLOOR, reason='for the request_checksum_calculation setting and conditional '
+            'writes (IfMatch)'), botocore.__version__), botocore_version=botocore.__version__)
+    p = module.params
+    if p['name'] is None and not p['well_known']:
         module.fail_json(msg='give name (and src) to publish images, or well_known=true to publish only the '
                              'well-known document')
-    if module.params['name'] is not None and module.params['state'] == 'present' and not module.params['src']:
+    if p['name'] is not None and p['state'] == 'present' and not p['src']:
         module.fail_json(msg='state is present but src (the OCI image layout to publish) is missing')
+    if set('*?') & set(p['prefix']):
+        module.fail_json(msg='prefix %r contains %s: S3 policies read * and ? as wildcards, so a bucket policy '
+                             'granting the prefix would grant other keys too; choose a prefix without them'
+                             % (p['prefix'], ' and '.join(repr(c) for c in '*?' if c in p['prefix'])))
     from botocore.config import Config
     client = module.client('s3', config=Config(**BOTOCORE_DEFAULTS))
+    if module.check_mode:
+        client = _BucketToBe(client)
     try:
         result, differences = run(module, client)
     except (ValueError, OSError) as e:  # the core's errors name the file, object, tag or digest
         module.fail_json(msg=str(e))
     except (BotoCoreError, ClientError) as e:  # not expected: the store names what failed
         module.fail_json_aws(e, msg='S3 request failed')
+    result['bucket_exists'] = not getattr(client, 'missing', False)
+    if not result['bucket_exists']:
+        module.warn('the bucket %s does not exist: check mode reports what a publish into it would write once '
+                    'it is created (a real run fails unless it is created first)' % p['bucket'])
     if module._diff:
         result['diff'] = differences
     module.exit_json(**result)

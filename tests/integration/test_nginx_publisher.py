@@ -86,9 +86,9 @@ class Publisher(object):
         values.update(extra)
         return values
 
-    def run(self, sites, check=False, diff=False, **extra):
+    def run(self, sites, check=False, diff=False, args=(), **extra):
         return self._run_playbook(PLAYBOOK, inventory=self.sshd.inventory("publisher"),
-                                  extra_vars=self.extra_vars(sites, **extra), check=check, diff=diff)
+                                  extra_vars=self.extra_vars(sites, **extra), check=check, diff=diff, args=args)
 
     # -- the running server
     def master_pid(self):
@@ -301,6 +301,22 @@ def test_second_run_changes_nothing(publisher):
     assert publisher.master_pid() == pid
 
 
+def test_tags_run_their_part_of_the_role(publisher, layouts):  # noqa: F811
+    """--tags publish publishes without touching nginx; --tags config configures without publishing."""
+    sites = [dict(site) for site in publisher.sites]
+    sites[0]["images"] = sites[0]["images"] + [{"name": "localhost/tagged", "src": layouts.family}]
+    published = publisher.run(sites, args=("--tags", "publish"))
+    assert not published.failed, str(published)
+    names = published.task_names()
+    assert any(n.endswith("Publish the images") for n in names), names
+    assert not [n for n in names if "nginx -T" in n or "Install" in n], names
+    assert publisher.get("/oci-index/tagged")[0] == 200
+    configured = publisher.run(publisher.sites, args=("--tags", "config"))
+    assert not configured.failed, str(configured)
+    names = configured.task_names()
+    assert any("nginx -T" in n for n in names) and not any(n.endswith("Publish the images") for n in names), names
+
+
 def test_check_diff_shows_the_change_and_changes_nothing(publisher):
     before = publisher.tree()
     sites = [dict(site, documents_max_age=30) for site in publisher.sites]
@@ -390,6 +406,10 @@ def test_absent_removes_one_site_and_keeps_the_other(sshd, ca, run_playbook):
     ({"listen_https": ["127.0.0.1:https"]}, 'listen value "127.0.0.1:https"'),
     ({"tls_certificate_key": None}, "tls_certificate and tls_certificate_key go together"),
     ({"images": [{"name": "localhost/app", "src": "relative/layout"}]}, "absolute path of the OCI layout"),
+    # A trailing newline passes a pattern ending in $ and would reach the configuration (issue 16).
+    ({"cors": True, "cors_origin": "*\n"}, 'cors_origin "*\\n"'),
+    ({"root": "/srv/www\n"}, 'root "/srv/www\\n"'),
+    ({"listen_https": ["127.0.0.1:8443\nssl"]}, 'listen value "127.0.0.1:8443\\nssl"'),
 ])
 def test_bad_settings_fail_before_anything_is_written(sshd, ca, run_playbook, change, expect):
     pub = Publisher(sshd, ca, run_playbook, "bad")

@@ -633,3 +633,169 @@ def test_web_root_and_bucket_refuse_the_same_bad_requests_with_the_same_words(
     assert "does not match the site" in result.result("web root: template for another blob")["msg"]
     assert not os.path.exists(root)
     assert rgw.client().list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+
+
+# --------------------------------------------------------------------------- real AWS defaults (issue 15)
+
+SYNC_S3 = [{"ansible.builtin.import_playbook": "oci.discovery.sync_s3"}]
+ALL_BLOCKED = {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
+               "RestrictPublicBuckets": True}
+
+
+def role_site(rgw, bucket, layouts, **extra):
+    site = {"s3_publisher_bucket": bucket, "s3_publisher_ceph": True,
+            "s3_publisher_endpoint_url": rgw.tls_endpoint, "s3_publisher_aws_ca_bundle": rgw.ca_path,
+            "s3_publisher_region": rgw.region, "s3_publisher_access_key": rgw.access_key,
+            "s3_publisher_secret_key": rgw.secret_key,
+            "s3_publisher_images": [{"name": NAME, "src": layouts.family}]}
+    site.update(extra)
+    return site
+
+
+def bucket_exists(rgw, bucket):
+    import botocore.exceptions
+    try:
+        rgw.client().head_bucket(Bucket=bucket)
+        return True
+    except botocore.exceptions.ClientError as e:
+        assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 404, e
+        return False
+
+
+def test_first_run_check_with_bucket_creation_reports_what_it_would_write(rgw, layouts, run_playbook):
+    """The README's `--check --diff first`: nothing exists yet, nothing is created, the blobs are counted."""
+    bucket = "t-%s" % uuid.uuid4().hex[:12]
+    site = role_site(rgw, bucket, layouts, s3_publisher_create_bucket=True)
+    result = run_playbook(SYNC_S3, extra_vars=site, check=True, diff=True)
+    assert not result.failed, str(result)
+    published = result.result("oci.discovery.s3_publisher : Publish the images")["results"][0]
+    media_types = blob_media_types(layouts.family)
+    assert published["bucket_exists"] is False and published["changed"] is True
+    assert published["blobs_sent"] == len(media_types) and published["bytes_sent"] > 0
+    assert sorted(published["tags_added"]) == sorted(layouts.info["family"]["tag_list"])
+    task = result.result("oci.discovery.s3_publisher : Publish the images")
+    warnings = task.get("warnings", []) + published.get("warnings", [])
+    assert any("bucket %s does not exist" % bucket in w for w in warnings), task
+    assert result.result("oci.discovery.s3_publisher : Publish the well-known document")["well_known_changed"] is True
+    assert not bucket_exists(rgw, bucket)
+
+
+def test_a_bucket_with_the_public_access_block_on_gets_its_policy_and_no_list_buckets(rgw, layouts, run_playbook):
+    """A bucket as AWS creates them (all four public-access settings on) refuses a public policy:
+    the role turns off exactly what the policy needs, and finds the bucket with HeadBucket, not
+    ListBuckets (s3:ListAllMyBuckets is not needed). RGW 16.2 implements PutPublicAccessBlock and
+    refuses the policy while BlockPublicPolicy is on, as AWS does."""
+    bucket = "t-%s" % uuid.uuid4().hex[:12]
+    client = rgw.client(tls=True)
+    client.create_bucket(Bucket=bucket)
+    client.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=ALL_BLOCKED)
+    log = RequestLog(rgw).start()
+    result = run_playbook(SYNC_S3, extra_vars=role_site(rgw, bucket, layouts))
+    log.stop()
+    assert not result.failed, str(result)
+    assert [r for r in log.requests if r["method"] == "GET" and r["path"] in ("/", "/?x-id=ListBuckets")] == [], \
+        log.requests
+    assert client.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": False, "IgnorePublicAcls": True, "BlockPublicPolicy": False, "RestrictPublicBuckets": False}
+    status, headers, body = anonymous_get(rgw, bucket, ".well-known/oci-host-ref-engines", tls=True)
+    assert status == 200 and json.loads(body)["refEngines"], (status, body)
+    again = run_playbook(SYNC_S3, extra_vars=role_site(rgw, bucket, layouts))
+    assert not again.failed and again.changed_count == 0, str(again)
+
+    # Kept as the user sets it: the block on, no public policy, the play says what refused it.
+    other = "t-%s" % uuid.uuid4().hex[:12]
+    client.create_bucket(Bucket=other)
+    keep = dict((k, True) for k in ("block_public_acls", "ignore_public_acls", "block_public_policy",
+                                    "restrict_public_buckets"))
+    refused = run_playbook(SYNC_S3, extra_vars=role_site(rgw, other, layouts, s3_publisher_public_access_block=keep))
+    assert refused.failed
+    assert any("AccessDenied" in msg for dummy, dummy, msg in refused.failures()), str(refused)
+    assert client.get_public_access_block(Bucket=other)["PublicAccessBlockConfiguration"] == ALL_BLOCKED
+    assert all_objects(rgw, other) == []
+
+
+@pytest.mark.parametrize("prefix", ["sites/*", "a?b"])
+def test_a_prefix_with_wildcards_is_refused_before_anything_is_written(rgw, bucket, layouts, run_playbook, prefix):
+    """`*` and `?` in the prefix would widen the public-read policy to other keys."""
+    result = run_playbook(SYNC_S3, extra_vars=role_site(rgw, bucket, layouts, s3_publisher_prefix=prefix))
+    assert result.failed
+    assert any("contains '*' or '?'" in msg for dummy, dummy, msg in result.failures()), str(result)
+    direct = publish(run_playbook, task_args(rgw, bucket, src=layouts.family, prefix=prefix))
+    assert direct["failed"] and "S3 policies read * and ? as wildcards" in direct["msg"], direct
+    assert all_objects(rgw, bucket) == []
+    import botocore.exceptions
+    with pytest.raises(botocore.exceptions.ClientError):
+        rgw.client().get_bucket_policy(Bucket=bucket)
+
+
+@pytest.mark.parametrize("name", ["images*", "images\n", "a/b"])
+def test_a_bucket_name_that_would_widen_the_policy_is_refused(rgw, layouts, run_playbook, name):
+    result = run_playbook(SYNC_S3, extra_vars=role_site(rgw, name, layouts, s3_publisher_create_bucket=True))
+    assert result.failed
+    assert any("is not a bucket name" in msg for dummy, dummy, msg in result.failures()), str(result)
+    assert [t for t in result.task_names() if "Create the bucket" in t] == []
+
+
+def test_play_module_defaults_reach_the_role_and_group_aws_does_not_reach_the_module(
+        rgw, bucket, layouts, run_playbook):
+    """group/oci.discovery.aws carries the connection to every task of the role (the role passes
+    only what it was given, so validate_certs and the rest stay the play's); group/aws is
+    amazon.aws's group, which does not list this collection's module."""
+    site = role_site(rgw, bucket, layouts)
+    for key in ("s3_publisher_endpoint_url", "s3_publisher_aws_ca_bundle", "s3_publisher_region",
+                "s3_publisher_access_key", "s3_publisher_secret_key"):
+        del site[key]
+    play = [{"hosts": "localhost", "gather_facts": False,
+             "module_defaults": {"group/oci.discovery.aws": rgw.module_args(tls=True)},
+             "roles": [{"role": "oci.discovery.s3_publisher"}]}]
+    env = {"AWS_CA_BUNDLE": None, "AWS_ENDPOINT_URL": None}
+    result = run_playbook(play, extra_vars=site, env=env)
+    assert not result.failed, str(result)
+    assert result.result("oci.discovery.s3_publisher : Publish the images")["results"][0]["blobs_sent"] == len(blob_media_types(layouts.family))
+
+    # The secret key comes only from the group's defaults: the module signs its requests (and
+    # publishes) only when the group reaches it. Every request goes to the RGW on loopback.
+    connection = rgw.module_args(tls=True)
+    args = dict(connection, bucket=bucket, name=NAME, src=layouts.family, tags=["1.0"])
+    del args["secret_key"]
+    env = dict(env, AWS_SECRET_ACCESS_KEY=None, AWS_SECRET_KEY=None, AWS_PROFILE=None, AWS_SHARED_CREDENTIALS_FILE="/nonexistent")
+    outcomes = {}
+    for group in ("group/oci.discovery.aws", "group/aws", "group/amazon.aws.aws"):
+        play = [{"hosts": "localhost", "gather_facts": False,
+                 "module_defaults": {group: {"secret_key": connection["secret_key"]}},
+                 "tasks": [{"name": "publish", MODULE: args, "ignore_errors": True}]}]
+        outcomes[group] = run_playbook(play, env=env).result("publish")
+    assert not outcomes["group/oci.discovery.aws"].get("failed"), outcomes
+    assert outcomes["group/aws"].get("failed") and outcomes["group/amazon.aws.aws"].get("failed"), outcomes
+
+
+@pytest.fixture(scope="module")
+def old_botocore_python():
+    """The Python of a small venv (under .tmp, from PyPI) with boto3/botocore 1.35, below the floor."""
+    import subprocess
+    import sys
+    from rig.procs import REPO
+    venv = os.path.join(REPO, ".tmp", "venv-botocore-1.35")
+    python = os.path.join(venv, "bin", "python")
+    marker = os.path.join(venv, ".installed")
+    if not os.path.exists(marker):
+        subprocess.run([sys.executable, "-m", "venv", "--clear", venv], check=True)
+        subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                        "boto3==1.35.99", "botocore==1.35.99"], check=True)
+        open(marker, "w").close()
+    return python
+
+
+def test_botocore_below_the_floor_fails_with_a_message_naming_it(rgw, bucket, layouts, run_playbook,
+                                                                 old_botocore_python):
+    """botocore 1.35 has no request_checksum_calculation: the module says what it needs instead of a
+    TypeError traceback, and writes nothing."""
+    from rig.ansible import local_inventory
+    play = [{"hosts": "localhost", "gather_facts": False,
+             "tasks": [{"name": "publish", MODULE: task_args(rgw, bucket, src=layouts.family), "ignore_errors": True}]}]
+    outcome = run_playbook(play, inventory=local_inventory(ansible_python_interpreter=old_botocore_python)
+                           ).result("publish")
+    assert outcome.get("failed"), outcome
+    assert "botocore" in outcome["msg"] and "1.36.0" in outcome["msg"] and "1.35.99" in outcome["msg"], outcome
+    assert "Traceback" not in json.dumps(outcome) and "TypeError" not in json.dumps(outcome), outcome
+    assert all_objects(rgw, bucket) == []

@@ -30,12 +30,17 @@ import json
 import os
 import signal
 import subprocess
+import sys
 
 import yaml
 
 from .procs import _KNOWN_CHILDREN, REPO, RigError, make_workdir, reap_orphans, remove_workdir, service_env
 
-VENV_BIN = os.path.join(REPO, ".venv", "bin")
+# The Ansible of the venv that runs the tests (.venv, or another one such as scripts/run-tests'
+# .tmp/venv-oldest with the oldest versions the collection claims).
+VENV_BIN = os.path.dirname(sys.executable)
+if not os.path.exists(os.path.join(VENV_BIN, "ansible-playbook")):
+    VENV_BIN = os.path.join(REPO, ".venv", "bin")
 ANSIBLE_PLAYBOOK = os.path.join(VENV_BIN, "ansible-playbook")
 VENV_PYTHON = os.path.join(VENV_BIN, "python")
 COLLECTIONS_PATH = os.path.join(REPO, ".tmp", "collections")
