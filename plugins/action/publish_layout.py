@@ -218,7 +218,7 @@ class ActionModule(ActionBase):
         site = SiteLayout(args['site_layout'], args['name'], base_url=args['base_url'],
                           cas_template=args['cas_template'], index_template=args['index_template'])
         request = _publish.Request(site, state=args['state'], tags=args['tags'], force=args['force'],
-                                   prune=args['prune'])
+                                   prune=args['prune'], registry_view='files' if args['registry_view'] else None)
         layout = Layout(self._layout_path(args['src'])) if _publish.needs_layout(request, bool(args['src'])) else None
         target = _PhaseTarget(self, dict((k, args[k]) for k in WEB_ROOT_OPTIONS), task_vars)
         outcome = _publish.run(target, request, layout, check_mode=self._task.check_mode)

@@ -32,6 +32,7 @@ __metaclass__ = type
 
 import time
 
+from ansible_collections.oci.discovery.plugins.module_utils import _registry
 from ansible_collections.oci.discovery.plugins.module_utils._digests import digest_bytes, parse_digest
 from ansible_collections.oci.discovery.plugins.module_utils._documents import (
     INDEX_TYPES, MANIFEST_TYPES, MT_INDEX, MT_REF_ENGINES, DocumentError, load_json, validate_index,
@@ -123,6 +124,7 @@ def execute(store, plan: dict, source=None) -> dict:
                                 % (r['digest'], store.describe(r['key']), found,
                                    ' (it was to be sent but did not arrive)' if planned and r['digest'] not in delivered
                                    else ' (was it removed by a concurrent prune? run the publish again)'))
+        view = _registry.commit(store, plan.get('registry'), 'before_index')
         for doc in plan['documents']:
             documents += _put_document(store, doc['key'], doc['data'].encode('utf-8'), doc['media_type'])
         if site is not None:
@@ -134,6 +136,8 @@ def execute(store, plan: dict, source=None) -> dict:
 
             before, after = store.update_document(site.index_key, update, MT_INDEX, MAX_INDEX_BYTES)
             index_changed = after is not before
+            after_index = _registry.commit(store, plan.get('registry'), 'after_index', after)
+            view = dict((k, n + after_index[k]) for k, n in view.items())
         well_known = plan.get('well_known')
         if well_known is not None:
             wk_what = store.describe(WELL_KNOWN_KEY)
@@ -154,13 +158,14 @@ def execute(store, plan: dict, source=None) -> dict:
     sent = len(plan['send'])
     done = {
         'changed': bool(sent or documents or index_changed or well_known_changed or plan.get('fix')
-                        or (pruned and pruned['blobs'])),
+                        or (pruned and pruned['blobs']) or any(view.values())),
         'changes': result['changes'],
         'index_changed': index_changed,
         'sent': sent,
         'sent_bytes': sent_bytes,
         'documents': documents,
         'prune': pruned,
+        'registry': view,
         'diff': {'before': tag_lines(before), 'after': tag_lines(after)},
         'tag_changes': tag_changes(before, after, result['changes']),
         'well_known': {'changed': well_known_changed, 'before': wk.get('before'), 'after': wk.get('after')}

@@ -28,13 +28,14 @@ __metaclass__ = type
 import base64
 import copy
 
+from ansible_collections.oci.discovery.plugins.module_utils import _registry
 from ansible_collections.oci.discovery.plugins.module_utils._documents import (
     MT_INDEX, MT_LAYOUT_HEADER, MT_REF_ENGINES, REF_NAME, DocumentError, canonical_json, index_entries,
     index_remove_tag, index_set_tag, load_json, new_index, validate_index)
 from ansible_collections.oci.discovery.plugins.module_utils._names import InvalidName, safe_tag
 from ansible_collections.oci.discovery.plugins.module_utils._site import PlanError, SiteLayout, update_ref_engines
 from ansible_collections.oci.discovery.plugins.module_utils._spec import (
-    LAYOUT_VERSION, MAX_INDEX_BYTES, MAX_REF_ENGINES_BYTES, WELL_KNOWN_KEY)
+    LAYOUT_VERSION, MAX_DOCUMENT_BYTES, MAX_INDEX_BYTES, MAX_REF_ENGINES_BYTES, WELL_KNOWN_KEY)
 
 LAYOUT_HEADER = {'imageLayoutVersion': LAYOUT_VERSION}
 # The top-level annotation of a published index naming the family (host/path) it belongs to.
@@ -126,8 +127,8 @@ def index_ops(state: str, entries=None, tags=None) -> list:
 
 
 def probe_request(site: SiteLayout, ops: list, blobs=(), *, prune: bool = False, force: bool = False,
-                  well_known: bool = False) -> dict:
-    """What ``probe`` must look at: sizes of the blobs, the documents, prune candidates.
+                  well_known: bool = False, view: dict = None) -> dict:
+    """What ``probe`` must look at: sizes of the blobs, the documents, prune candidates, the registry ``view``.
 
     ``site`` is None when only the well-known document is published.
     """
@@ -140,7 +141,8 @@ def probe_request(site: SiteLayout, ops: list, blobs=(), *, prune: bool = False,
         read.append(WELL_KNOWN_KEY)
     return {'site': site.to_dict() if site is not None else None, 'stat': [b['key'] for b in blobs],
             'read': read, 'ops': ops, 'force': bool(force),
-            'prune': {'known': sorted(set(b['digest'] for b in blobs))} if prune else None}
+            'prune': {'known': sorted(set(b['digest'] for b in blobs))} if prune else None,
+            'registry': _registry.probe_request(view)}
 
 
 def _document_types(site, read):
@@ -173,6 +175,8 @@ def probe(store, request: dict, blobs=None) -> dict:
         documents[key] = None if data is None else base64.b64encode(data).decode('ascii')
     present = [b for b in blobs or () if sizes.get(b['key']) == b['size']]
     result = {'sizes': sizes, 'documents': documents}
+    if request.get('registry'):
+        result['registry'] = _registry.probe(store, request['registry'], MAX_DOCUMENT_BYTES)
     fix = store.inspect(present, _document_types(site, request['read']))
     if fix:
         result['fix'] = fix
@@ -310,14 +314,15 @@ def tag_lines(raw: bytes) -> str:
 # -- the plan -----------------------------------------------------------------
 
 def make_plan(site: SiteLayout, ops: list, pub: dict, probed: dict, *, describe=None, force: bool = False,
-              prune: bool = False, prune_min_age: int = 0, well_known: dict = None) -> dict:
+              prune: bool = False, prune_min_age: int = 0, well_known: dict = None, view: dict = None) -> dict:
     """Decide what a commit does, from what the probe saw.
 
     ``site`` is None when only the well-known document is published; ``pub``
     is the ``publication()`` (None when only removing tags), ``probed`` the
     ``probe()`` result, ``describe(key)`` names a key for messages.
     ``well_known`` is ``{'managed': ref-engines object, 'exclusive': bool}``
-    to merge into the well-known document last, or None. Returns a JSON-safe
+    to merge into the well-known document last, or None; ``view`` the registry
+    view (``_registry.for_ops``) or None. Returns a JSON-safe
     dict that ``_commit.execute`` carries out and ``_report`` reports.
     """
     describe = describe or (lambda key: key)
@@ -342,6 +347,7 @@ def make_plan(site: SiteLayout, ops: list, pub: dict, probed: dict, *, describe=
         'diff': {'before': '', 'after': ''},
         'tag_changes': {},
         'well_known': None,
+        'registry': None,
     }
     if site is not None:
         raw_index = _decode(documents.get(site.index_key))
@@ -352,6 +358,8 @@ def make_plan(site: SiteLayout, ops: list, pub: dict, probed: dict, *, describe=
                         'after': tag_lines(new_index_bytes if new_index_bytes is not None else raw_index)}
         plan['tag_changes'] = tag_changes(raw_index, new_index_bytes if new_index_bytes is not None else raw_index,
                                           plan['changes'])
+        plan['registry'] = _registry.settle(view, probed.get('registry'),
+                                            new_index_bytes if new_index_bytes is not None else raw_index)
         if site.header_key and new_index_bytes is not None \
                 and not _is_layout_header(_decode(documents.get(site.header_key))):
             plan['documents'].append({'key': site.header_key, 'data': canonical_json(LAYOUT_HEADER).decode('utf-8'),
@@ -367,12 +375,13 @@ def make_plan(site: SiteLayout, ops: list, pub: dict, probed: dict, *, describe=
         wk_changed = new is not None
         plan['well_known'] = dict(well_known, changed=wk_changed, before=before, after=after)
     plan['changed'] = bool(send or plan['documents'] or plan['index_changed'] or plan['fix'] or wk_changed
-                           or (plan['prune'] and plan['prune']['blobs']))
+                           or (plan['prune'] and plan['prune']['blobs']) or _registry.changed(plan['registry']))
     return plan
 
 
 # What a commit needs of a plan (the rest is for reporting where the plan was made).
-COMMIT_KEYS = ('site', 'ops', 'force', 'send', 'require', 'documents', 'fix', 'prune', 'prune_min_age', 'well_known')
+COMMIT_KEYS = ('site', 'ops', 'force', 'send', 'require', 'documents', 'fix', 'prune', 'prune_min_age', 'well_known',
+               'registry')
 
 
 def commit_request(plan: dict) -> dict:

@@ -36,6 +36,7 @@ __metaclass__ = type
 
 from collections import namedtuple
 
+from ansible_collections.oci.discovery.plugins.module_utils import _registry
 from ansible_collections.oci.discovery.plugins.module_utils._commit import LayoutBlobs, execute
 from ansible_collections.oci.discovery.plugins.module_utils._plan import (
     commit_request, index_ops, make_plan, probe, probe_request, publication, tag_pairs)
@@ -62,11 +63,14 @@ class Request:
     ``well_known`` the managed ref-engines object to merge into the site's
     well-known document (``_site.managed_ref_engines``), or None to leave it
     alone; ``prune_min_age`` keeps younger blobs from prune (stores without
-    a site lock).
+    a site lock); ``registry_view`` the flavour of the registry view to write
+    (``_registry.FLAVOURS``: ``files`` for web roots, ``objects`` for S3) or
+    None for none.
     """
 
     def __init__(self, site=None, *, state: str = 'present', tags=None, force: bool = False, prune: bool = False,
-                 prune_min_age: int = 0, well_known: dict = None, exclusive_well_known: bool = False):
+                 prune_min_age: int = 0, well_known: dict = None, exclusive_well_known: bool = False,
+                 registry_view: str = None):
         if state not in STATES:
             raise PlanError('unknown state %r' % (state,))
         self.site = site
@@ -75,6 +79,7 @@ class Request:
         self.force = force
         self.prune = prune
         self.prune_min_age = prune_min_age
+        self.registry_view = registry_view
         self.well_known = None if well_known is None else {'managed': well_known, 'exclusive': exclusive_well_known}
 
 
@@ -111,10 +116,12 @@ def run(target, request: Request, layout=None, check_mode: bool = False) -> Outc
     site = request.site
     pub, ops = prepare(request, layout)
     blobs = pub['blobs'] if pub else []
+    view = _registry.for_ops(site, request.registry_view, ops, pub, layout) \
+        if request.registry_view and site is not None else None
     probed = target.probe(probe_request(site, ops, blobs, prune=request.prune, force=request.force,
-                                        well_known=request.well_known is not None), blobs)
+                                        well_known=request.well_known is not None, view=view), blobs)
     plan = make_plan(site, ops, pub, probed, describe=target.describe, force=request.force, prune=request.prune,
-                     prune_min_age=request.prune_min_age, well_known=request.well_known)
+                     prune_min_age=request.prune_min_age, well_known=request.well_known, view=view)
     done = None
     if not check_mode:
         if plan['changed']:

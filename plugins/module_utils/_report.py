@@ -15,6 +15,7 @@ __metaclass__ = type
 
 import json
 
+from ansible_collections.oci.discovery.plugins.module_utils import _registry
 from ansible_collections.oci.discovery.plugins.module_utils._spec import WELL_KNOWN_KEY
 
 
@@ -58,6 +59,9 @@ def summary(site, plan: dict, done: dict = None) -> dict:
             result['bytes_pruned'] = pruned['bytes']
         if changes.get('replaced_invalid'):
             result['replaced_invalid_index'] = changes['replaced_invalid']
+        result.update(_registry.summary(plan.get('registry'), done.get('registry') if done else None))
+        if (plan.get('registry') or {}).get('warnings'):
+            result['warnings'] = plan['registry']['warnings']
     well_known = now.get('well_known')
     if well_known is not None:
         result['well_known_changed'] = well_known['changed']
@@ -83,6 +87,7 @@ def diff(site, plan: dict, done: dict = None, describe=None) -> list:
         if pruned is not None:
             lines.append('%d unreferenced blob(s), %s %s'
                          % (pruned['blobs'], size_text(pruned['bytes']), 'pruned' if done else 'to prune'))
+        lines.extend(_registry.diff_lines(plan.get('registry'), done.get('registry') if done else None))
         differences.extend([
             {'before_header': '%s (tags)' % site.index_url, 'after_header': '%s (tags)' % site.index_url,
              'before': now['diff']['before'], 'after': now['diff']['after']},

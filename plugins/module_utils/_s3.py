@@ -65,6 +65,7 @@ CHARSET = '; charset=utf-8'
 BLOB_CACHE_CONTROL = 'public, max-age=31536000, immutable'
 DOCUMENT_CACHE_CONTROL = 'public, max-age=60'
 CONDITIONAL_MODES = ('auto', 'always', 'never')
+MAX_COPY_OBJECT_BYTES = 5 * 1024 * MIB     # above this, CopyObject refuses: multipart copy
 
 
 class _CancelUploads(Exception):
@@ -330,13 +331,17 @@ class S3Store(MetadataLedger, Store):
         data, dummy, headers = self._documents.get(key, (None, None, None))
         return data is not None and drifted_headers(headers, *self.document_headers(media_type))
 
-    def _remember_written(self, key, size):
-        """Keep cached listings true after a write (the stat after the uploads needs no new LIST)."""
+    def _remember_written(self, key, size, ledger=True):
+        """Keep cached listings true after a write (the stat after the uploads needs no new LIST).
+
+        ``ledger``: the ledger is to record the object's headers (blobs), so it is listed again.
+        """
         full = self.object_key(key)
         for listed, objects in self._listings.items():
             if full.startswith(listed):
                 objects[key] = (size, None, '%.3f' % time.time())
-        self._written.add(key)
+        if ledger:
+            self._written.add(key)
 
     # -- writing ---------------------------------------------------------------
 
@@ -487,6 +492,55 @@ class S3Store(MetadataLedger, Store):
     def put_document(self, key, data, media_type):
         self._put(key, data, self.document_headers(media_type))
         self._documents.pop(key, None)
+
+    def put_exact(self, key, data, content_type, immutable=False):
+        """PUT a registry view object with ``content_type`` as it is (no charset) and a blob's or a document's Cache-Control.
+
+        ``key`` may be the view's root, ``v2/`` (an object whose key ends in a slash).
+        """
+        cache_control = self.blob_cache_control if immutable else self.document_cache_control
+        if key == 'v2/':
+            where = 's3://%s/%s%s' % (self.bucket, self.prefix, key)
+            try:
+                with translated('PutObject', where):
+                    self.client.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=data,
+                                           **self._extra(content_type, cache_control))
+            finally:
+                self._count('put')
+            return
+        self._put(key, data, (content_type, cache_control))
+        self._remember_written(key, len(data), ledger=False)
+
+    def copy_objects(self, copies):
+        """Server-side copies ``[{'src', 'key', 'size'}]`` (headers kept): one CopyObject each, no bytes uploaded.
+
+        ``max_concurrency`` at a time; objects above CopyObject's 5 GiB limit go through
+        s3transfer's multipart copy (one HEAD, then UploadPartCopy requests).
+        """
+        errors = []
+        extra = {'ACL': self.acl} if self.acl else {}
+
+        def copy(c):
+            if errors:
+                return
+            try:
+                with translated('CopyObject (from %s)' % self.describe(c['src']), self.describe(c['key'])):
+                    if c['size'] <= MAX_COPY_OBJECT_BYTES:
+                        self.client.copy_object(Bucket=self.bucket, Key=self.object_key(c['key']), CopySource={
+                            'Bucket': self.bucket, 'Key': self.object_key(c['src'])}, **extra)
+                    else:
+                        self.client.copy({'Bucket': self.bucket, 'Key': self.object_key(c['src'])}, self.bucket,
+                                         self.object_key(c['key']), ExtraArgs=extra or None)
+            except Exception as e:  # noqa: BLE001 (reported below, once)
+                errors.append(e)
+        with thread_pool(self.max_concurrency) as pool:
+            for dummy in pool.map(copy, copies):
+                pass
+        if errors:
+            raise errors[0]
+        for c in copies:
+            self._count('copy')
+            self._remember_written(c['key'], c['size'], ledger=False)
 
     def _put(self, key, data, headers, condition=None, acl=True):
         """One PutObject; ``headers`` is (Content-Type, Cache-Control)."""

@@ -108,6 +108,28 @@ options:
         refused, naming it, and nothing is written.
     type: bool
     default: false
+  registry_view:
+    description:
+      - Also make the published tags pullable by registry clients (skopeo, podman, docker,
+        containerd) through the pull subset of the OCI Distribution API, from the same bytes, so
+        that C(example.com/team/app#1.0) (discovery) and C(example.com/team/app:1.0) (registry) are
+        one digest. The registry name is the image name's path (C(team/app)).
+      - For each manifest and image index reachable from the published tags (every child of a
+        multi-platform index included) a copy named after its digest is written at
+        C(v2/<name>/manifests/<digest>.<extension>) with the other documents, before the index; for
+        each tag a copy at C(v2/<name>/manifests/<tag>.<extension>) after the index, so a tag never
+        names a manifest that is not there. The extension stands for the media type
+        (C(oci-manifest), C(oci-index), C(docker-manifest), C(docker-list)). Blobs are not
+        copied. With O(state=absent) the tag files are removed before the index changes.
+      - The web server answers C(/v2/) and maps these files and the blobs (C(/v2/<name>/blobs/<digest>)
+        to the CAS); the C(oci.discovery.nginx_publisher) role configures Nginx so.
+      - Tags that are not registry tags (C([A-Za-z0-9_][A-Za-z0-9._-]{0,127})), tags with several
+        index entries, and names whose path is not a registry repository name (lowercase components
+        joined by C(/)) are left out of the view with a warning naming them; discovery keeps them.
+      - Manifest files by digest stay when their tag is removed or the blobs pruned (they are a few
+        KiB each); prune never removes a blob a published tag still reaches.
+    type: bool
+    default: true
   _phase:
     description: Internal use only (set by the action plugin).
     type: str
@@ -277,6 +299,32 @@ replaced_invalid_index:
   returned: when an invalid index was replaced
   type: str
   sample: "/srv/www/oci-index/app: invalid JSON: Expecting value: line 1 column 1 (char 0)"
+registry_name:
+  description: The repository name of the family in the registry view.
+  returned: when O(registry_view=true) and the name's path is a registry repository name
+  type: str
+  sample: team/app
+registry_tags:
+  description: The published tags that are in the registry view.
+  returned: when O(registry_view=true) and the name's path is a registry repository name
+  type: list
+  elements: str
+  sample: ["1.0"]
+registry_objects_written:
+  description: Registry view manifests and tags written (that would be written, in check mode).
+  returned: when O(registry_view=true) and the name's path is a registry repository name
+  type: int
+  sample: 2
+registry_objects_removed:
+  description: Registry view tag files or objects removed (that would be removed, in check mode).
+  returned: when O(registry_view=true) and the name's path is a registry repository name
+  type: int
+  sample: 0
+registry_blobs_copied:
+  description: Blob copies made for the registry view (S3 only; 0 for web roots, whose server maps blobs to the CAS).
+  returned: when O(registry_view=true) and the name's path is a registry repository name
+  type: int
+  sample: 0
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -295,6 +343,7 @@ def argument_spec():
         name=dict(type='str', required=True),
         prune=dict(type='bool', default=False),
         force=dict(type='bool', default=False),
+        registry_view=dict(type='bool', default=True),
         _phase=dict(type='str', choices=list(PHASES)),
         _request=dict(type='raw'),
         _archive=dict(type='path'),

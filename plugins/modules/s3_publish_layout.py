@@ -100,6 +100,35 @@ options:
       - With O(prune), blobs younger than this many seconds are kept.
     type: int
     default: 86400
+  registry_view:
+    description:
+      - Also make the published tags pullable by registry clients (skopeo, podman, docker,
+        containerd) through the pull subset of the OCI Distribution API, from a front (a CDN origin,
+        a plain reverse proxy) that only maps the host root to the bucket, without rewrite rules.
+        The registry name is the image name's path (C(team/app)).
+      - Objects written, in the commit order of the rest (blobs, manifests, index, then tags).
+        C(v2/<name>/blobs/<digest>) is a server-side copy (CopyObject) of each config and layer
+        (the C(/v2/.../blobs/) path cannot be mapped onto the CAS without rewrite rules, and
+        website redirects only work on website endpoints); C(v2/<name>/manifests/<digest>) for each
+        manifest and image index reachable from the tags (every child of a multi-platform index
+        included), then C(v2/<name>/manifests/<tag>) after the index, each with the exact media type
+        as Content-Type; and C(v2/) (C({}), C(application/json)) when the family is first published,
+        which answers the API root.
+      - Cost, per family, for a first publish of B blobs with M manifests and indexes and T tags,
+        B - M CopyObject requests (no upload bytes; the stored bytes of the configs and layers are
+        doubled), M + T PUTs of a few KiB, one more LIST page per 1,000 objects. A re-run with
+        nothing new costs one LIST page of C(v2/<name>/) per 1,000 objects and no GET (tag objects
+        are compared by ETag).
+      - S3 cannot send C(Docker-Distribution-API-Version) or C(Docker-Content-Digest); skopeo, podman
+        and containerd do not need them (they compute the digest from the bytes). Unknown tags and
+        digests answer S3's own 404 C(NoSuchKey) (an XML body), or 403 where anonymous readers may not
+        list the bucket.
+      - Tags that are not registry tags, tags with several index entries, and names whose path is
+        not a registry repository name are left out of the view with a warning naming them;
+        discovery keeps them. With O(state=absent) the tag objects are removed before the index
+        changes; blob copies and manifests by digest stay.
+    type: bool
+    default: true
   well_known:
     description:
       - Also merge the ref engines of this site into the well-known document
@@ -362,6 +391,32 @@ bucket_exists:
   returned: always
   type: bool
   sample: true
+registry_name:
+  description: The repository name of the family in the registry view.
+  returned: when O(registry_view=true) and the name's path is a registry repository name
+  type: str
+  sample: team/app
+registry_tags:
+  description: The published tags that are in the registry view.
+  returned: when O(registry_view=true) and the name's path is a registry repository name
+  type: list
+  elements: str
+  sample: ["1.0"]
+registry_objects_written:
+  description: Registry view manifests and tags written (that would be written, in check mode).
+  returned: when O(registry_view=true) and the name's path is a registry repository name
+  type: int
+  sample: 2
+registry_objects_removed:
+  description: Registry view tag files or objects removed (that would be removed, in check mode).
+  returned: when O(registry_view=true) and the name's path is a registry repository name
+  type: int
+  sample: 0
+registry_blobs_copied:
+  description: Blob copies made for the registry view (S3 only; 0 for web roots, whose server maps blobs to the CAS).
+  returned: when O(registry_view=true) and the name's path is a registry repository name
+  type: int
+  sample: 0
 requests:
   description:
     - S3 operations made, by kind (C(list_pages), C(head), C(get), C(put) for documents, C(upload) for
@@ -411,6 +466,7 @@ def argument_spec():
         force=dict(type='bool', default=False),
         prune=dict(type='bool', default=False),
         prune_min_age=dict(type='int', default=86400),
+        registry_view=dict(type='bool', default=True),
         well_known=dict(type='bool', default=False),
         well_known_ref_engines=dict(type='list', elements='dict'),
         well_known_cas_engines=dict(type='list', elements='dict'),
@@ -437,7 +493,8 @@ def run(module, client):
                                          p['well_known_cas_engines'])
     request = _publish.Request(site, state=p['state'], tags=p['tags'], force=p['force'], prune=p['prune'],
                                prune_min_age=p['prune_min_age'], well_known=well_known,
-                               exclusive_well_known=p['well_known_exclusive'])
+                               exclusive_well_known=p['well_known_exclusive'],
+                               registry_view='objects' if p['registry_view'] else None)
     layout = Layout(p['src']) if _publish.needs_layout(request, bool(p['src'])) else None
     store = S3Store(client, p['bucket'], p['prefix'], acl=p['acl'], blob_cache_control=p['blob_cache_control'],
                     document_cache_control=p['document_cache_control'], max_concurrency=p['max_concurrency'],
