@@ -47,7 +47,7 @@ from ansible_collections.oci.discovery.plugins.module_utils._digests import (
 from ansible_collections.oci.discovery.plugins.module_utils._discovery import (
     CAS_TEMPLATE, MAX_NESTING, DiscoveryError, FetchError, PlatformError, parse_platform)
 from ansible_collections.oci.discovery.plugins.module_utils._documents import (
-    INDEX_TYPES, MANIFEST_TYPES, MT_INDEX, MT_LAYOUT_HEADER, DocumentError, canonical_json,
+    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, INDEX_TYPES, MANIFEST_TYPES, MT_INDEX, MT_LAYOUT_HEADER, DocumentError, canonical_json,
     load_json, validate_index, validate_manifest)
 from ansible_collections.oci.discovery.plugins.module_utils._layout import Layout, LayoutError
 from ansible_collections.oci.discovery.plugins.module_utils._names import InvalidName, parse_name, safe_tag
@@ -64,6 +64,8 @@ DEFAULT_BLOB_TIMEOUT = 600
 MAX_HEADER_BYTES = 64 * 1024
 # What a layout directory may hold before its first index.json (a first pull that was interrupted).
 _PARTIAL_LAYOUT = frozenset(('blobs', STATE_DIR))
+# Docker's schema 2 documents must name their own media type (OCI ones should).
+_DOCKER_TYPES = (DOCKER_MANIFEST, DOCKER_MANIFEST_LIST)
 _TAG_FIELD = re.compile(r'\{([^{}]*)\}')
 
 
@@ -305,6 +307,9 @@ class Pull(object):
         if inner is not None and inner != media_type:
             raise PullError('%s: %s: its mediaType %r differs from its descriptor\'s %r'
                             % (name, what, inner, media_type))
+        if inner is None and media_type in _DOCKER_TYPES:
+            raise PullError('%s: %s: it declares no mediaType, while its descriptor says %r (which requires one)'
+                            % (name, what, media_type))
         for child in children:
             self._visit(name, root, child, trail + [digest], total)
         self.documents.append((descriptor, data, fetched))

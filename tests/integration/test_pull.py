@@ -1,0 +1,353 @@
+# -*- coding: utf-8 -*-
+"""oci.discovery.pull through ansible-playbook, from sites published by the collection (both site layouts)
+and served by real nginx over https with the test CA; the pulled layouts checked with skopeo and umoci.
+
+Host names: see discovery_hosts.py (private loopback address on ports 443/80, ansible-playbook in a mount
+namespace with its own /etc/hosts).
+"""
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from discovery_hosts import NamedSites
+from rig.layouts import reachable, read_index
+from rig.procs import make_workdir, remove_workdir
+from rig.published import describe_difference, snapshot_tree
+
+REF_NAME = "org.opencontainers.image.ref.name"
+MT_INDEX = "application/vnd.oci.image.index.v1+json"
+MT_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+WK = "/.well-known/oci-host-ref-engines"
+CAS_HOST = "pull.example.test"          # cas_bucket site
+DIRS_HOST = "dirs.example.test"         # directories site
+HOSTILE = ("corrupt", "truncated", "longer")
+
+
+def sha(data):
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def tag_digest(layout, tag):
+    (entry,) = [e for e in read_index(layout)["manifests"] if (e.get("annotations") or {}).get(REF_NAME) == tag]
+    return entry["digest"]
+
+
+def blob_file(layout, digest):
+    return os.path.join(layout, "blobs", "sha256", digest.split(":")[1])
+
+
+def read_json_blob(layout, digest):
+    with open(blob_file(layout, digest), "rb") as handle:
+        return json.loads(handle.read())
+
+
+def publish_tasks(src, name, root, site_layout, tags=None):
+    args = {"src": src, "name": name, "root": root, "site_layout": site_layout}
+    if tags:
+        args["tags"] = tags
+    return [{"name": "publish %s" % name, "oci.discovery.publish_layout": args},
+            {"name": "well-known %s" % name, "oci.discovery.ref_engines": {
+                "root": root, "base_url": "https://" + name.split("/")[0], "site_layout": site_layout}}]
+
+
+def pull_task(task_name, ca, **args):
+    args.setdefault("ca_path", ca.cert_path)
+    return {"name": task_name, "register": task_name.replace(" ", "_"), "oci.discovery.pull": args}
+
+
+def play(tasks):
+    return [{"name": "pull", "hosts": "localhost", "gather_facts": False, "tasks": tasks}]
+
+
+def ok(result, name):
+    res = result.result(name)
+    assert res is not None and not res.get("failed"), "%s: %s\n%s" % (name, res and res.get("msg"), result)
+    return res
+
+
+def failed(result, name):
+    res = result.result(name)
+    assert res.get("failed"), "%s did not fail: %r" % (name, res)
+    return res["msg"]
+
+
+def run(cmd, **kwargs):
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, **kwargs)
+    assert proc.returncode == 0, "%s: %s%s" % (" ".join(cmd), proc.stdout, proc.stderr)
+    return proc.stdout
+
+
+def rootfs_tree(layout, tag, work):
+    """{path: (mode, size, sha256 or link target)} of the rootfs umoci unpacks from layout:tag."""
+    bundle = os.path.join(work, "bundle-%d" % len(os.listdir(work)))
+    run(["umoci", "unpack", "--image", "%s:%s" % (layout, tag), bundle])
+    tree = {}
+    rootfs = os.path.join(bundle, "rootfs")
+    for dirpath, dirnames, filenames in os.walk(rootfs):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if os.path.islink(path):
+                content = os.readlink(path)
+            elif os.path.isfile(path):
+                with open(path, "rb") as handle:
+                    content = hashlib.sha256(handle.read()).hexdigest()
+            else:
+                content = None
+            tree[os.path.relpath(path, rootfs)] = (st.st_mode, st.st_size if content else 0, content)
+    assert tree, "umoci unpacked an empty rootfs from %s:%s" % (layout, tag)
+    return tree
+
+
+def layout_changes(before, after):
+    """Check that only complete, verified blobs were added between two snapshots of a layout."""
+    for path in sorted(set(before) | set(after)):
+        if path.startswith(".oci-discovery"):
+            continue
+        if path not in after:
+            raise AssertionError("removed: %s" % path)
+        if path not in before:
+            kind, content = after[path][0], after[path][-1]
+            assert kind == "file" and path.startswith("blobs/sha256/") and content == os.path.basename(path), path
+            continue
+        if before[path] != after[path]:
+            # a directory whose mtime moved because a verified blob was renamed into it
+            assert before[path][0] == "dir" and path == "blobs/sha256", describe_difference(before, after)
+
+
+def staged(dest):
+    found = []
+    for dirpath, dummy, filenames in os.walk(os.path.join(dest, ".oci-discovery", "tmp")):
+        found += filenames
+    return found
+
+
+@pytest.fixture
+def sites(nginx_factory, ca, public_tmp_path):
+    return NamedSites(nginx_factory, ca, public_tmp_path)
+
+
+def test_pull_single_platform_all_nested_and_several_names_then_rerun(sites, ca, layouts, public_tmp_path):
+    family, multi = layouts.family, layouts.multiplatform
+    for host in (CAS_HOST, DIRS_HOST):
+        sites.host(host)
+    sites.start()
+    setup = []
+    for host, site_layout in ((CAS_HOST, "cas_bucket"), (DIRS_HOST, "directories")):
+        root = sites.docroot(host)
+        setup += publish_tasks(family, host + "/app", root, site_layout)
+        setup += publish_tasks(multi, host + "/team/multi", root, site_layout)
+    images = os.path.join(public_tmp_path, "var", "lib", "images")   # created with its parents
+    shared = os.path.join(public_tmp_path, "shared")
+    fresh = os.path.join(public_tmp_path, "fresh")
+    pulls = [
+        pull_task("single", ca, name=CAS_HOST + "/app#1.0", dest=images, tag="app-{fragment}"),
+        pull_task("arm64", ca, name=CAS_HOST + "/team/multi#1.0", platform="linux/arm64", dest=images, tag="arm64"),
+        pull_task("all platforms", ca, name=DIRS_HOST + "/team/multi#1.0", dest=images, tag="multi"),
+        pull_task("several", ca, name=[DIRS_HOST + "/app#1.0", DIRS_HOST + "/app#2.0",
+                                       {"name": CAS_HOST + "/app#1.1", "tag": "cas-1.1"}], dest=shared),
+    ]
+    check = dict(pull_task("check", ca, name=CAS_HOST + "/app#2.0", dest=fresh), check_mode=True, diff=True)
+    first = sites.run_playbook(play(setup + pulls + [check]))
+    for task in ("single", "arm64", "all platforms", "several"):
+        assert ok(first, task)["changed"] is True
+
+    single = ok(first, "single")
+    (image,) = single["images"]
+    assert image["tag"] == "app-1.0" and image["digest"] == tag_digest(family, "1.0")
+    assert image["media_type"] == MT_MANIFEST
+    assert single["blobs_fetched"] == image["blobs"] and single["blobs_present"] == 0
+    assert single["bytes_fetched"] == image["bytes"] > 0
+    arm = ok(first, "arm64")["images"][0]
+    assert arm["digest"] == tag_digest(multi, "1.0-linux-arm64-v8")
+    assert arm["platform"] == {"os": "linux", "architecture": "arm64", "variant": "v8"}
+    every = ok(first, "all platforms")
+    assert every["images"][0]["digest"] == tag_digest(multi, "1.0") and every["images"][0]["media_type"] == MT_INDEX
+    def dag(layout, *tags):
+        return set(reachable(layout, [e for e in read_index(layout)["manifests"] if e["annotations"][REF_NAME] in tags]))
+    # what the tags before brought (arm64's manifest, config and layer; a layer shared with the family)
+    had = dag(family, "1.0") | dag(multi, "1.0-linux-arm64-v8")
+    assert every["blobs_present"] == len(dag(multi, "1.0") & had) >= 3
+    assert every["blobs_fetched"] == len(dag(multi, "1.0") - had)
+    several = ok(first, "several")
+    assert [i["digest"] for i in several["images"]] == [tag_digest(family, t) for t in ("1.0", "2.0", "1.1")]
+    assert several["tags"]["added"] == ["1.0", "2.0", "cas-1.1"]
+    checked = ok(first, "check")
+    assert checked["changed"] is True and checked["blobs_fetched"] > 0 and not os.path.exists(fresh)
+    assert "2.0 %s" % tag_digest(family, "2.0") in checked["diff"]["after"]
+
+    # the layouts as image tools see them; the rootfs is the source's
+    work = make_workdir("pull-unpack", mode=0o700)
+    try:
+        for dest, tag, src, src_tag in ((images, "app-1.0", family, "1.0"), (images, "arm64", multi, "1.0-linux-arm64-v8"),
+                                        (shared, "2.0", family, "2.0"), (shared, "cas-1.1", family, "1.1")):
+            assert json.loads(run(["skopeo", "inspect", "oci:%s:%s" % (dest, tag)]))["Digest"] == tag_digest(src, src_tag)
+            assert rootfs_tree(dest, tag, work) == rootfs_tree(src, src_tag, work), (dest, tag)
+        raw = json.loads(run(["skopeo", "inspect", "--raw", "oci:%s:multi" % images]))
+        assert raw == read_json_blob(multi, tag_digest(multi, "1.0"))
+        run(["skopeo", "copy", "oci:%s:multi" % images, "oci:%s:copy" % os.path.join(work, "copied"), "--all"])
+    finally:
+        remove_workdir(work)
+    assert [e["annotations"][REF_NAME] for e in read_index(images)["manifests"]] == ["app-1.0", "arm64", "multi"]
+    assert staged(images) == [] and staged(shared) == []
+
+    # a second run: nothing changes, and no blob is asked for except the index that chooses arm64
+    served = len(sites.access_log())
+    before = snapshot_tree(images)
+    second = sites.run_playbook(play(pulls))
+    for task in ("single", "arm64", "all platforms", "several"):
+        res = ok(second, task)
+        assert res["changed"] is False and res["blobs_fetched"] == 0 and res["bytes_fetched"] == 0, task
+    assert ok(second, "several")["tags"]["unchanged"] == ["1.0", "2.0", "cas-1.1"]
+    layout_changes(before, snapshot_tree(images))
+    assert snapshot_tree(images)["index.json"] == before["index.json"]
+    requests = [line.split('"')[1] for line in sites.access_log()[served:]]
+    blob_requests = [r for r in requests if "/oci-cas/" in r or "/blobs/" in r]
+    assert blob_requests == ["GET /oci-cas/sha256/%s/%s HTTP/1.1" % (tag_digest(multi, "1.0")[7:9],
+                                                                    tag_digest(multi, "1.0")[7:])], requests
+
+
+class _DroppingHandler(BaseHTTPRequestHandler):
+    """Serves a site's CAS from its directory; sends half of one blob, then closes the connection."""
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        path = os.path.join(self.server.docroot, self.path.lstrip("/"))
+        if ".." in self.path or not os.path.isfile(path):
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        with open(path, "rb") as handle:
+            data = handle.read()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if os.path.basename(path) == self.server.drop:
+            self.wfile.write(data[:len(data) // 2])
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            return
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def dropping_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _DroppingHandler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.daemon = True
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_hostile_sources_and_destinations_fail_clearly_leaving_dest_as_it_was(sites, ca, layouts, public_tmp_path,
+                                                                               dropping_server):
+    family = layouts.family
+    for host in (CAS_HOST, "mt.example.test", "drop.example.test") + tuple(h + ".example.test" for h in HOSTILE):
+        sites.host(host)
+    sites.start()
+    setup = publish_tasks(family, CAS_HOST + "/app", sites.docroot(CAS_HOST), "cas_bucket")
+    for host in HOSTILE:
+        setup += publish_tasks(family, "%s.example.test/app" % host, sites.docroot(host + ".example.test"),
+                               "cas_bucket", tags=["1.1"])
+    base = os.path.join(public_tmp_path, "base")
+    setup.append(pull_task("base", ca, name=CAS_HOST + "/app#1.0", dest=base))
+    ok(sites.run_playbook(play(setup)), "base")
+
+    # 1.1 shares its base layer with 1.0: its own last layer is the one that goes wrong
+    manifest_1_1 = read_json_blob(family, tag_digest(family, "1.1"))
+    layer = manifest_1_1["layers"][-1]
+    assert not os.path.exists(blob_file(base, layer["digest"]))
+    cas_key = "oci-cas/sha256/%s/%s" % (layer["digest"][7:9], layer["digest"][7:])
+    with open(os.path.join(sites.docroot(CAS_HOST), cas_key), "rb") as handle:
+        data = handle.read()
+    damaged = {"corrupt": bytes([data[0] ^ 0xff]) + data[1:], "truncated": data[:-10], "longer": data + b"\0" * 10}
+    for host in HOSTILE:
+        with open(os.path.join(sites.docroot(host + ".example.test"), cas_key), "wb") as handle:
+            handle.write(damaged[host])
+    # a manifest whose descriptor says Docker while the document says OCI
+    published = json.load(open(os.path.join(sites.docroot(CAS_HOST), "oci-index", "app")))
+    (entry,) = [e for e in published["manifests"] if e["annotations"][REF_NAME] == "1.1"]
+    sites.write("mt.example.test", WK, {"refEngines": [{"protocol": "oci-index-template-v1",
+                                                          "uri": "/oci-index/{+path}"}]})
+    sites.write("mt.example.test", "/oci-index/app", {"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": [
+        dict(entry, mediaType=DOCKER_MANIFEST)]})
+    # a CAS server that drops the connection half-way through the layer (plain http on 127.0.0.1)
+    dropping_server.docroot = sites.docroot(CAS_HOST)
+    dropping_server.drop = layer["digest"][7:]
+    drop_cas = "http://127.0.0.1:%d/oci-cas/{algorithm}/{encoded:2}/{encoded}" % dropping_server.server_address[1]
+    sites.write("drop.example.test", WK, {"refEngines": [{"protocol": "oci-index-template-v1", "uri": "/oci-index/{+path}"}],
+                                          "casEngines": [{"protocol": "oci-cas-template-v1", "uri": drop_cas}]})
+    sites.write("drop.example.test", "/oci-index/app", {"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": [
+        dict((k, v) for k, v in entry.items() if k != "casEngines")]})
+    # destinations: copies of the pulled layout, a symlink to it, a directory of something else
+    dests = {}
+    for case in HOSTILE + ("mt", "drop"):
+        dests[case] = os.path.join(public_tmp_path, "dest-" + case)
+        shutil.copytree(base, dests[case], symlinks=True)
+    link = os.path.join(public_tmp_path, "link")
+    os.symlink(base, link)
+    other = os.path.join(public_tmp_path, "other")
+    os.makedirs(other)
+    with open(os.path.join(other, "notes.txt"), "w") as handle:
+        handle.write("not a layout\n")
+    snapshots = dict((case, snapshot_tree(path)) for case, path in dests.items())
+    snapshots.update(link=snapshot_tree(base), other=snapshot_tree(other))
+
+    tasks = [dict(pull_task(case, ca, name="%s.example.test/app#1.1" % case, dest=dests[case]), ignore_errors=True)
+             for case in HOSTILE + ("mt",)]
+    tasks.append(dict(pull_task("drop", ca, name="drop.example.test/app#1.1", dest=dests["drop"],
+                                protocols=["https", "http"]), ignore_errors=True))
+    tasks.append(dict(pull_task("link", ca, name=CAS_HOST + "/app#1.1", dest=link), ignore_errors=True))
+    tasks.append(dict(pull_task("other", ca, name=CAS_HOST + "/app#1.1", dest=other), ignore_errors=True))
+    result = sites.run_playbook(play(tasks))
+
+    what = "cannot fetch blob %s (%s, %d bytes) through its CAS engines" % (layer["digest"], layer["mediaType"],
+                                                                          layer["size"])
+    reasons = {"corrupt": "digest mismatch: expected %s, got %s" % (layer["digest"], sha(damaged["corrupt"])),
+               "truncated": "size mismatch: expected %d bytes, got %d" % (len(data), len(data) - 10),
+               "longer": "size mismatch: expected %d bytes, got more"}
+    for case in HOSTILE:
+        message = failed(result, case)
+        assert what in message and "https://%s.example.test/%s: " % (case, cas_key) in message, message
+        assert (reasons[case] % len(data) if "%d" in reasons[case] else reasons[case]) in message, message
+    message = failed(result, "drop")
+    assert what in message and "http://127.0.0.1:%d/%s: the server closed the connection mid-body" % (
+        dropping_server.server_address[1], cas_key) in message, message
+    message = failed(result, "mt")
+    assert "manifest %s (from https://%s/oci-cas/" % (entry["digest"], CAS_HOST) in message
+    assert "mediaType" not in read_json_blob(family, entry["digest"])   # umoci leaves it out
+    assert "it declares no mediaType, while its descriptor says %r (which requires one)" % DOCKER_MANIFEST in message
+    assert "is a symbolic link" in failed(result, "link")
+    assert "is a directory that is not an OCI image layout (it holds notes.txt)" in failed(result, "other")
+
+    for case, path in dests.items():
+        after = snapshot_tree(path)
+        assert after["index.json"] == snapshots[case]["index.json"], case
+        layout_changes(snapshots[case], after)
+        assert not os.path.exists(blob_file(path, layer["digest"])) and staged(path) == [], case
+    assert snapshot_tree(base) == snapshots["link"] and snapshot_tree(other) == snapshots["other"]
+
+    # the publisher repairs the blob: the same pull completes
+    with open(os.path.join(sites.docroot("corrupt.example.test"), cas_key), "wb") as handle:
+        handle.write(data)
+    again = sites.run_playbook(play([pull_task("corrupt", ca, name="corrupt.example.test/app#1.1",
+                                               dest=dests["corrupt"])]))
+    res = ok(again, "corrupt")
+    assert res["changed"] is True and res["images"][0]["digest"] == tag_digest(family, "1.1")
+    assert json.loads(run(["skopeo", "inspect", "oci:%s:1.1" % dests["corrupt"]]))["Digest"] == tag_digest(family, "1.1")
