@@ -351,3 +351,55 @@ def test_hostile_sources_and_destinations_fail_clearly_leaving_dest_as_it_was(si
     res = ok(again, "corrupt")
     assert res["changed"] is True and res["images"][0]["digest"] == tag_digest(family, "1.1")
     assert json.loads(run(["skopeo", "inspect", "oci:%s:1.1" % dests["corrupt"]]))["Digest"] == tag_digest(family, "1.1")
+
+
+def test_mirror_a_family_from_a_web_root_into_an_rgw_bucket(sites, ca, layouts, rgw, rgw_bucket, public_tmp_path,
+                                                            tmp_path):
+    """The mirror playbook: --check first, then the real run, then nothing changes; the bucket, behind an
+    https front on its own host name, resolves and pulls with the source's digests."""
+    family, multi = layouts.family, layouts.multiplatform
+    rgw_site = "http://127.0.0.1:%d/%s/site" % (rgw.port, rgw_bucket)
+    sites.host("src.example.test")
+    sites.host("mirror.example.test", "location = %s { proxy_pass %s%s; }\nlocation ~ ^/(.*)$ { proxy_pass %s/$1; }"
+               % (WK, rgw_site, WK, rgw_site))
+    sites.start()
+    setup = publish_tasks(family, "src.example.test/app", sites.docroot("src.example.test"), "cas_bucket")
+    setup += publish_tasks(multi, "src.example.test/team/multi", sites.docroot("src.example.test"), "cas_bucket")
+    assert not sites.run_playbook(play(setup)).failed
+    wrapper = tmp_path / "mirror.yml"
+    wrapper.write_text("- ansible.builtin.import_playbook: oci.discovery.mirror\n")
+    extra = {"mirror_images": [{"src": "src.example.test/app", "dest": "mirror.example.test/app",
+                                "tags": ["1.0", "2.0"]},
+                               {"src": "src.example.test/team/multi", "dest": "mirror.example.test/multi",
+                                "tags": ["1.0"]}],
+             "mirror_target": "s3", "mirror_staging": os.path.join(public_tmp_path, "staging"),
+             "mirror_bucket": rgw_bucket, "mirror_prefix": "site", "mirror_acl": "public-read",
+             "mirror_base_url": "https://mirror.example.test", "mirror_aws": rgw.module_args(tls=True),
+             "mirror_ca_path": ca.cert_path}
+
+    check = sites.run_playbook(str(wrapper), extra_vars=extra, check=True, diff=True)
+    assert not check.failed, str(check)
+    published = check.result("Publish each family under its new name")
+    assert all(r["changed"] for r in published["results"]), published
+    assert rgw.client().list_objects_v2(Bucket=rgw_bucket).get("KeyCount") == 0
+
+    first = sites.run_playbook(str(wrapper), extra_vars=extra)
+    assert not first.failed, str(first)
+    assert first.changed_count > 0
+    second = sites.run_playbook(str(wrapper), extra_vars=extra)
+    assert not second.failed and second.changed_count == 0, str(second)
+
+    dest = os.path.join(public_tmp_path, "from-mirror")
+    pulled = sites.run_playbook(play([
+        pull_task("from mirror", ca, name=["mirror.example.test/app#1.0", "mirror.example.test/app#2.0",
+                                           "mirror.example.test/multi#1.0"], dest=dest, tag="{path}-{fragment}")]))
+    res = ok(pulled, "from mirror")
+    assert [i["digest"] for i in res["images"]] == [tag_digest(family, "1.0"), tag_digest(family, "2.0"),
+                                                    tag_digest(multi, "1.0")]
+    assert [e["annotations"][REF_NAME] for e in read_index(dest)["manifests"]] == ["app-1.0", "app-2.0", "multi-1.0"]
+    for tag, src, src_tag in (("app-2.0", family, "2.0"), ("multi-1.0", multi, "1.0")):
+        assert json.loads(run(["skopeo", "inspect", "--raw", "oci:%s:%s" % (dest, tag)])) == \
+            read_json_blob(src, tag_digest(src, src_tag))
+    keys = [o["Key"] for o in rgw.client().list_objects_v2(Bucket=rgw_bucket, Prefix="site/oci-index/")["Contents"]]
+    assert sorted(keys) == ["site/oci-index/app", "site/oci-index/multi"]
+    assert not os.listdir(sites.docroot("mirror.example.test"))     # all of it came from the bucket
