@@ -34,7 +34,7 @@ import time
 from urllib.error import HTTPError, URLError
 
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
-from ansible.module_utils.urls import Request, SSLValidationError
+from ansible.module_utils.urls import Request, SSLValidationError, make_context
 
 from typing import Optional, Sequence
 
@@ -142,6 +142,12 @@ class UrlFetcher(object):
         self.max_redirects = max_redirects
         self.user_agent = user_agent
 
+    def ssl_context(self):
+        """The TLS context of every request, made once (``Request`` would load the CA store per request)."""
+        if getattr(self, '_context', None) is None:
+            self._context = make_context(cafile=self.ca_path, validate_certs=self.validate_certs)
+        return self._context
+
     def fetch(self, url: str, accept: str, max_bytes: int, headers_for: Optional[HeadersFor] = None) -> Response:
         """GET ``url``; return a Response or raise FetchError (within ``timeout`` seconds).
 
@@ -196,7 +202,7 @@ class UrlFetcher(object):
         seen = [url]
         request = Request(use_proxy=self.use_proxy, validate_certs=self.validate_certs,
                           ca_path=self.ca_path, follow_redirects='none', http_agent=self.user_agent,
-                          decompress=False, use_netrc=False)
+                          decompress=False, use_netrc=False, context=self.ssl_context())
         while True:
             if _scheme(url) not in self.protocols:
                 raise FetchError('refused: %s is not an allowed protocol (allowed: %s)'
@@ -254,6 +260,8 @@ class UrlFetcher(object):
 
 # --------------------------------------------------------------------------- streaming bodies
 
+_CHUNK = 64 * 1024
+
 class _Body(object):
     """The body of an open response as a read-only file object for a consumer.
 
@@ -282,8 +290,8 @@ class _Body(object):
                              % (self._count, announced))
         return count
 
-    def read(self, size=CHUNK):
-        buffer = bytearray(min(size, CHUNK))
+    def read(self, size=_CHUNK):
+        buffer = bytearray(min(size, _CHUNK))
         count = self.readinto(buffer)
         return bytes(buffer[:count])
 
@@ -293,6 +301,7 @@ class _BodyTo(UrlFetcher):
 
     def __init__(self, fetcher, consume, timeout):
         self.__dict__.update(fetcher.__dict__)
+        self.ssl_context = fetcher.ssl_context    # one context for all, made by the fetcher
         self.timeout = float(timeout)
         self.consume = consume
 
