@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 module: pull
 short_description: Pull images by host-based name into an OCI image layout directory on a managed host
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Resolves host-based image names such as V(example.com/app#1.0) from the managed host, the same way as
     M(oci.discovery.resolve_info) does, then fetches everything the result refers to (nested image indexes,
