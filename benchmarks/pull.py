@@ -175,8 +175,8 @@ def run(workdir, runs=3, log=print):
             outcome, peak = run_with_peak(floor.argv(), env=floor.env, cwd=floor.dir)
             cells['floor']['seconds'].append(outcome.seconds)
             cells['floor']['peak_mb'].append(_peak_mb(peak))
-            log('  run %d: %s' % (number + 1, ', '.join('%s %s s' % (key, fmt_s(cells[key]['seconds'][-1]))
-                                                         for key, dummy in CELLS)))
+            figures = ['%s %s s' % (key, fmt_s(cells[key]['seconds'][-1])) for key, dummy in CELLS]
+            log('  run %d: %s' % (number + 1, ', '.join(figures)))
     finally:
         sources.stop()
     for cell in out['cells'].values():
@@ -203,9 +203,9 @@ def markdown_section(out):
             'benchmarks/pull.py on %s, %d run(s), medians; the big data set (%d tags, 200 blobs, one 30 MiB layer) '
             'over plain http on loopback: oci.discovery.pull from a site published by the collection (nginx), '
             'skopeo %s from Debian\'s docker-registry %s holding the same bytes. Every pulled layout is checked '
-            '(skopeo inspect gives the source\'s digests).' % (out['date'], out['runs'], out['tags'],
-                                                                out['versions']['skopeo'],
-                                                                out['versions']['docker-registry']), '',
+            '(skopeo inspect gives the source\'s digests).' % (
+                out['date'], out['runs'], out['tags'], out['versions']['skopeo'], out['versions']['docker-registry']),
+            '',
             table(['what', 'time (s)', 'beyond the Ansible floor (s)', 'peak RSS (largest process)'], rows), '',
             'skopeo copies one image per run: the 10 tags are 10 processes (times added, the largest peak shown); '
             'oci.discovery.pull takes the 10 names in one task (one resolution client, one index.json update). '

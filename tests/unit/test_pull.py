@@ -145,8 +145,8 @@ def test_one_platform_records_its_manifest_and_keeps_other_tags(source, site, tl
 def test_check_mode_counts_and_writes_nothing(source, site, tls, tmp_path):
     dest = tmp_path / "dest"
     pull = run(tls, dest, ["example.test/app#1.0"], commit=False)
-    sizes = [len(source.blob(source.single))] + [d["size"] for d in [source.manifest_of(source.single)["config"]]
-                                                  + source.manifest_of(source.single)["layers"]]
+    manifest = source.manifest_of(source.single)
+    sizes = [len(source.blob(source.single))] + [d["size"] for d in [manifest["config"]] + manifest["layers"]]
     assert pull.changed and pull.would_fetch == (4, sum(sizes))
     assert not dest.exists()
     assert "1.0 %s" % source.single["digest"] in pull.diff()["after"] and pull.diff()["before"] == ""
