@@ -354,13 +354,14 @@ def test_hostile_sources_and_destinations_fail_clearly_leaving_dest_as_it_was(
     assert json.loads(run(["skopeo", "inspect", "oci:%s:1.1" % dests["corrupt"]]))["Digest"] == tag_digest(family, "1.1")
 
 
-def test_mirror_a_family_from_a_web_root_into_an_rgw_bucket(sites, ca, layouts, rgw, rgw_bucket, public_tmp_path,
-                                                            tmp_path):
+def test_mirror_a_family_from_a_web_root_into_an_rgw_bucket_and_a_web_root(sites, ca, layouts, rgw, rgw_bucket,
+                                                                            public_tmp_path, tmp_path):
     """The mirror playbook: --check first, then the real run, then nothing changes; the bucket, behind an
-    https front on its own host name, resolves and pulls with the source's digests."""
+    https front on its own host name, and another web root resolve and pull with the source's digests."""
     family, multi = layouts.family, layouts.multiplatform
     rgw_site = "http://127.0.0.1:%d/%s/site" % (rgw.port, rgw_bucket)
     sites.host("src.example.test")
+    sites.host("web.example.test")
     sites.host("mirror.example.test", "location = %s { proxy_pass %s%s; }\nlocation ~ ^/(.*)$ { proxy_pass %s/$1; }"
                % (WK, rgw_site, WK, rgw_site))
     sites.start()
@@ -389,14 +390,28 @@ def test_mirror_a_family_from_a_web_root_into_an_rgw_bucket(sites, ca, layouts, 
     assert first.changed_count > 0
     second = sites.run_playbook(str(wrapper), extra_vars=extra)
     assert not second.failed and second.changed_count == 0, str(second)
+    # the same families into a web root (directories site layout), over the host's connection
+    web = dict(extra, mirror_target="webroot", mirror_root=sites.docroot("web.example.test"),
+               mirror_site_layout="directories", mirror_base_url="https://web.example.test",
+               mirror_images=[dict(i, dest=i["dest"].replace("mirror.", "web.")) for i in extra["mirror_images"]])
+    for name in ("mirror_bucket", "mirror_prefix", "mirror_acl", "mirror_aws"):
+        del web[name]
+    first = sites.run_playbook(str(wrapper), extra_vars=web)
+    assert not first.failed and first.changed_count > 0, str(first)
+    assert os.path.isfile(os.path.join(sites.docroot("web.example.test"), "oci-image", "multi", "index.json"))
+    second = sites.run_playbook(str(wrapper), extra_vars=web)
+    assert not second.failed and second.changed_count == 0, str(second)
 
     dest = os.path.join(public_tmp_path, "from-mirror")
     pulled = sites.run_playbook(play([
         pull_task("from mirror", ca, name=["mirror.example.test/app#1.0", "mirror.example.test/app#2.0",
-                                           "mirror.example.test/multi#1.0"], dest=dest, tag="{path}-{fragment}")]))
+                                           "mirror.example.test/multi#1.0"], dest=dest, tag="{path}-{fragment}"),
+        pull_task("from web", ca, name=["web.example.test/app#1.0", "web.example.test/app#2.0",
+                                        "web.example.test/multi#1.0"], dest=dest + "-web", tag=["a1", "a2", "m1"])]))
+    expected = [tag_digest(family, "1.0"), tag_digest(family, "2.0"), tag_digest(multi, "1.0")]
+    assert [i["digest"] for i in ok(pulled, "from web")["images"]] == expected
     res = ok(pulled, "from mirror")
-    assert [i["digest"] for i in res["images"]] == [tag_digest(family, "1.0"), tag_digest(family, "2.0"),
-                                                    tag_digest(multi, "1.0")]
+    assert [i["digest"] for i in res["images"]] == expected
     assert [e["annotations"][REF_NAME] for e in read_index(dest)["manifests"]] == ["app-1.0", "app-2.0", "multi-1.0"]
     for tag, src, src_tag in (("app-2.0", family, "2.0"), ("multi-1.0", multi, "1.0")):
         assert json.loads(run(["skopeo", "inspect", "--raw", "oci:%s:%s" % (dest, tag)])) == \
