@@ -206,12 +206,15 @@ class Pull(object):
 
     def __init__(self, client, store, stream, store_factory, max_bytes=DEFAULT_MAX_BYTES, parallel=PARALLEL,
                  blob_timeout=DEFAULT_BLOB_TIMEOUT, max_blobs=MAX_BLOBS):
+        for option, value in (('parallel', parallel), ('blob_timeout', blob_timeout), ('max_pull_size', max_bytes)):
+            if value is None or value <= 0:
+                raise PullError('%s: must be positive, got %r' % (option, value))
         self.client = client
         self.store = store
         self.stream = stream
         self.store_factory = store_factory
         self.max_bytes = max_bytes
-        self.parallel = max(1, int(parallel))
+        self.parallel = int(parallel)
         self.blob_timeout = blob_timeout
         self.max_blobs = max_blobs
         self.images = []

@@ -196,7 +196,8 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.oci.discovery.plugins.module_utils._pull import (
     Pull, PullError, check_dest, image_results, requests_of)
-from ansible_collections.oci.discovery.plugins.module_utils._resolve import OptionError, build_client
+from ansible_collections.oci.discovery.plugins.module_utils._resolve import (
+    OptionError, argument_spec, build_client)
 from ansible_collections.oci.discovery.plugins.module_utils._stores import StoreError, WebRootStore
 from ansible_collections.oci.discovery.plugins.module_utils._templates import HAS_URITEMPLATE, URITEMPLATE_IMPORT_ERROR
 from ansible_collections.oci.discovery.plugins.module_utils._urls import fetch_into
@@ -209,30 +210,17 @@ def _stream(client):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            name=dict(type='list', elements='raw', required=True, aliases=['names']),
-            dest=dict(type='path', required=True),
-            tag=dict(type='raw'),
-            platform=dict(type='raw', default='all'),
-            parallel=dict(type='int', default=4),
-            blob_timeout=dict(type='float', default=600),
-            max_pull_size=dict(type='int', default=68719476736),
-            protocols=dict(type='list', elements='str', choices=['https', 'http'], default=['https']),
-            port=dict(type='int'),
-            validate_certs=dict(type='bool', default=True),
-            ca_path=dict(type='path'),
-            timeout=dict(type='float', default=10),
-            use_proxy=dict(type='bool', default=True),
-            headers=dict(type='dict', no_log=True),
-            xdg=dict(type='bool', default=True),
-            verify=dict(type='bool', default=False),
-            on_missing=dict(type='str', choices=['error', 'warn', 'empty'], default='error'),
-            max_redirects=dict(type='int', default=5),
-            max_document_size=dict(type='int', default=4194304),
-        ),
-        supports_check_mode=True,
+    spec = argument_spec()
+    spec.update(
+        name=dict(type='list', elements='raw', required=True, aliases=['names']),
+        dest=dict(type='path', required=True),
+        tag=dict(type='raw'),
+        platform=dict(type='raw', default='all'),
+        parallel=dict(type='int', default=4),
+        blob_timeout=dict(type='float', default=600),
+        max_pull_size=dict(type='int', default=68719476736),
     )
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     if not HAS_URITEMPLATE:
         module.fail_json(msg=missing_required_lib('uritemplate'), exception=URITEMPLATE_IMPORT_ERROR)
     params = module.params

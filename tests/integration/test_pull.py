@@ -354,8 +354,8 @@ def test_hostile_sources_and_destinations_fail_clearly_leaving_dest_as_it_was(
     assert json.loads(run(["skopeo", "inspect", "oci:%s:1.1" % dests["corrupt"]]))["Digest"] == tag_digest(family, "1.1")
 
 
-def test_mirror_a_family_from_a_web_root_into_an_rgw_bucket_and_a_web_root(sites, ca, layouts, rgw, rgw_bucket,
-                                                                            public_tmp_path, tmp_path):
+def test_mirror_a_family_from_a_web_root_into_an_rgw_bucket_and_a_web_root(
+        sites, ca, layouts, rgw, rgw_bucket, public_tmp_path, tmp_path):
     """The mirror playbook: --check first, then the real run, then nothing changes; the bucket, behind an
     https front on its own host name, and another web root resolve and pull with the source's digests."""
     family, multi = layouts.family, layouts.multiplatform
