@@ -147,6 +147,7 @@ def run(workdir, runs=3, log=print):
     out = {'runs': runs, 'tags': len(tags),
            'cells': dict((key, {'seconds': [], 'peak_mb': [], 'module_mb': []}) for key, dummy in CELLS)}
     sources = Sources(workdir, layout, tags, log)
+    out['load_start'] = os.getloadavg()[0]
     try:
         books = {'all': _pull_book(sources, workdir, tags, 'pull-all'),
                  'huge': _pull_book(sources, workdir, ['huge'], 'pull-huge')}
@@ -190,6 +191,7 @@ def run(workdir, runs=3, log=print):
         cell['seconds_median'] = median(cell['seconds'])
         cell['peak_mb_median'] = median(cell['peak_mb'])
         cell['module_mb_median'] = median(cell['module_mb'])
+    out['load_end'] = os.getloadavg()[0]
     out['date'] = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
     out['versions'] = {'skopeo': _common._first_line(['skopeo', '--version'], r'version (\S+)'),
                        'docker-registry': _common._first_line(['docker-registry', '--version'], r'(v?\d[\d.]+\S*)')}
@@ -215,8 +217,9 @@ def markdown_section(out):
             'benchmarks/pull.py on %s, %d run(s), medians; the big data set (%d tags, 200 blobs, one 30 MiB layer) '
             'over plain http on loopback: oci.discovery.pull from a site published by the collection (nginx), '
             'skopeo %s from Debian\'s docker-registry %s holding the same bytes. Every pulled layout is checked '
-            '(skopeo inspect gives the source\'s digests).' % (
-                out['date'], out['runs'], out['tags'], out['versions']['skopeo'], out['versions']['docker-registry']),
+            '(skopeo inspect gives the source\'s digests). Load average (1 min) at start / end: %.2f / %.2f.' % (
+                out['date'], out['runs'], out['tags'], out['versions']['skopeo'], out['versions']['docker-registry'],
+                out.get('load_start', 0), out.get('load_end', 0)),
             '',
             table(['what', 'time (s)', 'beyond the Ansible floor (s)', 'peak RSS, largest process',
                    'peak RSS, module'], rows), '',

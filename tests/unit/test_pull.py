@@ -62,8 +62,8 @@ class Source(object):
         return json.loads(self.blob(desc))
 
 
-def run(tls, dest, names, platform="all", tags=None, commit=True, **kwargs):
-    client = Client(UrlFetcher(ca_path=tls.ca_path, timeout=5), xdg=False)
+def run(tls, dest, names, platform="all", tags=None, commit=True, environ=None, **kwargs):
+    client = Client(UrlFetcher(ca_path=tls and tls.ca_path, timeout=5), xdg=environ is not None, environ=environ)
     store = WebRootStore(str(dest))
     try:
         pull = Pull(client, store, lambda *a: fetch_into(client.fetcher, *a), lambda: WebRootStore(str(dest)),
@@ -285,3 +285,31 @@ def test_requests_tags_and_platforms():
         requests_of(["example.test/a#1"], tags="{tag}")
     with pytest.raises(PullError, match="a list of 1 tags for 2 names"):
         requests_of(["example.test/a#1", "example.test/b#1"], tags=["x"])
+
+
+def test_a_remote_cas_engine_cannot_make_the_pull_read_local_files(source, site, tls, tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_bytes(source.blob(source.single))    # even a file holding the right bytes
+    source.serve(cas=({"protocol": "oci-cas-template-v1", "uri": "file://%s{?digest}" % secret},))
+    with pytest.raises(PullError) as failed:
+        run(tls, tmp_path / "dest", ["example.test/app#1.0"])
+    assert "file://%s?digest=" % secret in str(failed.value) and "not an allowed protocol" in str(failed.value)
+    assert not (tmp_path / "dest").exists()
+
+
+def test_option_values_are_checked(tls, tmp_path):
+    with pytest.raises(PullError, match="parallel: must be positive, got 0"):
+        run(tls, tmp_path / "dest", ["example.test/app#1.0"], parallel=0)
+
+
+def test_a_local_xdg_configuration_may_name_a_local_layout(source, tmp_path):
+    """XDG files are trusted: their file:// engines read a layout on disk (an air-gapped copy)."""
+    layout = source.builder.root
+    config = tmp_path / "xdg" / "oci-discovery" / "ref-engine-discovery.json"
+    config.parent.mkdir(parents=True)
+    config.write_text(json.dumps({"offline\\.test/.*": {
+        "refEngines": [{"protocol": "oci-index-template-v1", "uri": "file://%s/index.json" % layout}],
+        "casEngines": [{"protocol": "oci-cas-template-v1", "uri": "file://%s/blobs/{algorithm}/{encoded}" % layout}]}}))
+    pull = run(None, tmp_path / "dest", ["offline.test/app#multi"],
+               environ={"XDG_CONFIG_HOME": str(tmp_path / "xdg"), "XDG_CONFIG_DIRS": str(tmp_path / "none")})
+    assert pull.fetched == 7 and Layout(str(tmp_path / "dest")).descriptors("multi")[0]["digest"] == source.multi["digest"]
