@@ -229,6 +229,7 @@ class Pull(object):
         self.index_before = None
         self.index_after = None
         self.changes = None
+        self._ops = []
 
     # -- resolution and walk ---------------------------------------------------
 

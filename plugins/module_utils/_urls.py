@@ -310,7 +310,7 @@ class _BodyTo(UrlFetcher):
         length = response.headers.get('Content-Length')
         if status == 200 and length is not None and length.strip().isdigit() and int(length) > max_bytes:
             raise FetchError('Content-Length %s is larger than the limit of %d bytes' % (length.strip(), max_bytes))
-        result = None
+        result = b''
         if status == 200:
             try:
                 result = self.consume(_Body(job, response, max_bytes))
@@ -328,6 +328,6 @@ def fetch_into(fetcher, url, accept, max_bytes, consume, timeout=None):
     the Response's ``body``. A ValueError from ``consume`` (for example a failed
     verification) becomes a FetchError. ``timeout`` (default the fetcher's)
     is the deadline of the whole request, body included. For a status other
-    than 200, ``consume`` is not called and ``body`` is None.
+    than 200, ``consume`` is not called and ``body`` is empty.
     """
     return _BodyTo(fetcher, consume, timeout or fetcher.timeout).fetch(url, accept, max_bytes)
