@@ -419,3 +419,24 @@ def test_mirror_a_family_from_a_web_root_into_an_rgw_bucket_and_a_web_root(
     keys = [o["Key"] for o in rgw.client().list_objects_v2(Bucket=rgw_bucket, Prefix="site/oci-index/")["Contents"]]
     assert sorted(keys) == ["site/oci-index/app", "site/oci-index/multi"]
     assert not os.listdir(sites.docroot("mirror.example.test"))     # all of it came from the bucket
+
+
+def test_pull_on_a_managed_host_over_ssh(nginx_factory, sshd, ca, layouts, public_tmp_path, run_playbook):
+    """The module on the managed host: its own Python (Debian's), its user, a dest it owns."""
+    from rig.ansible import local_inventory
+    from rig.published import site_config
+    ngx = nginx_factory(servers=["server {\n    listen 127.0.0.1:@TLS_PORT@ ssl;\n    ssl_certificate @CERT@;\n"
+                                 "    ssl_certificate_key @KEY@;\n    %s\n}" % site_config(public_tmp_path)])
+    base_url = "https://127.0.0.1:%d" % ngx.tls_port
+    publish = run_playbook(play([{"name": "publish", "oci.discovery.publish_layout": {
+        "src": layouts.family, "name": "127.0.0.1/app", "root": public_tmp_path, "base_url": base_url,
+        "tags": ["1.0"]}}, {"name": "well-known", "oci.discovery.ref_engines": {
+            "root": public_tmp_path, "base_url": base_url}}]), inventory=local_inventory())
+    assert not publish.failed, str(publish)
+    dest = os.path.join(sshd.make_webroot("pulled"), "images")
+    task = pull_task("pull", ca, name="127.0.0.1/app#1.0", dest=dest, port=ngx.tls_port)
+    result = run_playbook([{"hosts": "all", "gather_facts": False, "tasks": [task]}], inventory=sshd.inventory())
+    res = ok(result, "pull")
+    assert res["changed"] and res["images"][0]["digest"] == tag_digest(layouts.family, "1.0")
+    assert os.stat(os.path.join(dest, "index.json")).st_uid == sshd.uid
+    assert json.loads(run(["skopeo", "inspect", "oci:%s:1.0" % dest]))["Digest"] == tag_digest(layouts.family, "1.0")

@@ -15,7 +15,7 @@ from ansible_collections.oci.discovery.plugins.module_utils._pull import (
 from ansible_collections.oci.discovery.plugins.module_utils._stores import WebRootStore
 from ansible_collections.oci.discovery.plugins.module_utils._urls import UrlFetcher, fetch_into
 
-from discovery_site import Reply, huge
+from discovery_site import Reply, drip, huge
 from layout_builder import MT_LAYER, LayoutBuilder
 
 WK = "/.well-known/oci-host-ref-engines"
@@ -313,3 +313,13 @@ def test_a_local_xdg_configuration_may_name_a_local_layout(source, tmp_path):
     pull = run(None, tmp_path / "dest", ["offline.test/app#multi"],
                environ={"XDG_CONFIG_HOME": str(tmp_path / "xdg"), "XDG_CONFIG_DIRS": str(tmp_path / "none")})
     assert pull.fetched == 7 and Layout(str(tmp_path / "dest")).descriptors("multi")[0]["digest"] == source.multi["digest"]
+
+
+def test_a_layer_that_drips_fails_at_the_blob_deadline(source, site, tls, tmp_path):
+    layer = source.manifest_of(source.single)["layers"][0]
+    site.route("example.test", cas_path(layer["digest"]), drip("application/octet-stream", layer["size"], 0.3))
+    with pytest.raises(PullError) as failed:
+        run(tls, tmp_path / "dest", ["example.test/app#1.0"], blob_timeout=1)
+    assert "https://example.test%s: no complete response within the 1 s timeout" % cas_path(layer["digest"]) \
+        in str(failed.value)
+    assert not (tmp_path / "dest" / "index.json").exists()
