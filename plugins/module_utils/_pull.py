@@ -45,14 +45,15 @@ import threading
 from ansible_collections.oci.discovery.plugins.module_utils._digests import (
     CHUNK_SIZE, DigestError, VerificationError, Verifier, parse_digest)
 from ansible_collections.oci.discovery.plugins.module_utils._discovery import (
-    CAS_TEMPLATE, MAX_NESTING, DiscoveryError, FetchError, PlatformError, parse_platform)
+    MAX_NESTING, DiscoveryError, FetchError, PlatformError, parse_platform)
 from ansible_collections.oci.discovery.plugins.module_utils._documents import (
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, INDEX_TYPES, MANIFEST_TYPES, MT_INDEX, MT_LAYOUT_HEADER, DocumentError, canonical_json,
     load_json, validate_index, validate_manifest)
 from ansible_collections.oci.discovery.plugins.module_utils._layout import Layout, LayoutError
 from ansible_collections.oci.discovery.plugins.module_utils._names import InvalidName, parse_name, safe_tag
-from ansible_collections.oci.discovery.plugins.module_utils._plan import (
-    LAYOUT_HEADER, MAX_INDEX_BYTES, PlanError, _tag_lines, update_index)
+from ansible_collections.oci.discovery.plugins.module_utils._plan import LAYOUT_HEADER, tag_lines, update_index
+from ansible_collections.oci.discovery.plugins.module_utils._site import PlanError
+from ansible_collections.oci.discovery.plugins.module_utils._spec import CAS_PROTOCOL, MAX_INDEX_BYTES
 from ansible_collections.oci.discovery.plugins.module_utils._stores import STATE_DIR, StoreError
 from ansible_collections.oci.discovery.plugins.module_utils._templates import TemplateError, cas_uri
 
@@ -361,7 +362,7 @@ class Pull(object):
         digest, size, media_type = descriptor['digest'], descriptor['size'], descriptor['mediaType']
         attempts, tried = [], set()
         for config, base in root.cas_engines:
-            if config.get('protocol') != CAS_TEMPLATE or not isinstance(config.get('uri'), str):
+            if config.get('protocol') != CAS_PROTOCOL or not isinstance(config.get('uri'), str):
                 continue
             try:
                 url = cas_uri(config['uri'], parse_digest(digest), name, base)
@@ -402,7 +403,7 @@ class Pull(object):
                 raise PullError('%s: cannot write blob %s: %s' % (name, digest, exc))
             return result, url
         if not tried and not attempts:
-            attempts.append('the root has no %s CAS engine' % CAS_TEMPLATE)
+            attempts.append('the root has no %s CAS engine' % CAS_PROTOCOL)
         raise PullError('%s: cannot fetch blob %s (%s, %d bytes) through its CAS engines; nothing was recorded '
                         'in index.json:\n%s' % (name, digest, media_type, size,
                                                 '\n'.join('  - ' + a for a in attempts)))
@@ -437,7 +438,7 @@ class Pull(object):
         """Before/after of the tags in index.json, one line per entry."""
         after = self.index_before if self.index_after is None else self.index_after
         return {'before_header': self.store.describe('index.json'), 'after_header': self.store.describe('index.json'),
-                'before': _tag_lines(self.index_before), 'after': _tag_lines(after)}
+                'before': tag_lines(self.index_before), 'after': tag_lines(after)}
 
     # -- commit -------------------------------------------------------------------
 
