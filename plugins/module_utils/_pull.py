@@ -357,8 +357,11 @@ class Pull(object):
             raise PullError('%s: more than the limit of %d bytes (max_pull_size) fetched' % (name, self.max_bytes))
         return data, True, url
 
-    def _fetch(self, name, root, descriptor, consume):
-        """Give the blob's body to ``consume`` from the first CAS engine that serves it intact: (result, URL)."""
+    def _fetch(self, name, root, descriptor, consume, timeout=None):
+        """Give the blob's body to ``consume`` from the first CAS engine that serves it intact: (result, URL).
+
+        ``timeout`` is the deadline of each request (None: the fetcher's, as for every document).
+        """
         digest, size, media_type = descriptor['digest'], descriptor['size'], descriptor['mediaType']
         attempts, tried = [], set()
         for config, base in root.cas_engines:
@@ -386,7 +389,7 @@ class Pull(object):
                 if url.startswith('file:') and root.local:
                     result = self._local_file(url, guarded)
                 else:
-                    response = self.stream(url, media_type, size, guarded, self.blob_timeout)
+                    response = self.stream(url, media_type, size, guarded, timeout)
                     if response.status != 200:
                         attempts.append('%s: HTTP %d' % (url, response.status))
                         continue
@@ -487,7 +490,7 @@ class Pull(object):
                         def put(body):
                             return store.put_blob(key, body, descriptor['digest'], descriptor['size'],
                                                   descriptor['mediaType'])
-                        self._fetch(name, root, descriptor, put)
+                        self._fetch(name, root, descriptor, put, self.blob_timeout)
                         with self._lock:
                             self.fetched += 1
                             self.bytes_fetched += descriptor['size']

@@ -70,8 +70,9 @@ options:
     default: 4
   blob_timeout:
     description:
-      - Deadline in seconds for each config or layer as a whole (connection, redirects and body), with
-        O(timeout) bounding every wait for data within it.
+      - Deadline in seconds for each config or layer as a whole (connection, redirects and body). A server
+        that sends too slowly fails when it runs out, and the next CAS engine is tried.
+      - Manifests and indexes, like every document, have O(timeout).
     type: float
     default: 600
   max_pull_size:
