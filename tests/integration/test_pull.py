@@ -196,6 +196,11 @@ def test_pull_single_platform_all_nested_and_several_names_then_rerun(sites, ca,
         raw = json.loads(run(["skopeo", "inspect", "--raw", "oci:%s:multi" % images]))
         assert raw == read_json_blob(multi, tag_digest(multi, "1.0"))
         run(["skopeo", "copy", "oci:%s:multi" % images, "oci:%s:copy" % os.path.join(work, "copied"), "--all"])
+        # the README's hand-over to podman's storage (a private vfs store here)
+        storage = "containers-storage:[vfs@%s+%s]example.com/app:1.0" % (os.path.join(work, "root"),
+                                                                         os.path.join(work, "runroot"))
+        run(["skopeo", "copy", "oci:%s:app-1.0" % images, storage])
+        assert json.loads(run(["skopeo", "inspect", storage]))["Digest"] == tag_digest(family, "1.0")
     finally:
         remove_workdir(work)
     assert [e["annotations"][REF_NAME] for e in read_index(images)["manifests"]] == ["app-1.0", "arm64", "multi"]
