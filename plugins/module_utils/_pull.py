@@ -29,9 +29,11 @@ The steps:
    keeps what it had plus at most complete, verified blobs, and a re-run
    fetches only what is still missing.
 
-HTTP is not done here: ``stream(url, accept, max_bytes, consume, timeout)``
-(``_urls.fetch_into`` bound to the discovery client's fetcher) gives a body to
-``consume(fileobj)`` as it arrives. No Ansible imports here.
+HTTP is not done here: ``stream(url, accept, max_bytes, consume, timeout,
+headers_for)`` (``_urls.fetch_into`` bound to the discovery client's fetcher)
+gives a body to ``consume(fileobj)`` as it arrives; ``headers_for`` is the
+client's rule for the name (the caller's headers go only to the origins it
+allows). No Ansible imports here.
 """
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
@@ -45,7 +47,9 @@ import threading
 from ansible_collections.oci.discovery.plugins.module_utils._digests import (
     CHUNK_SIZE, DigestError, VerificationError, Verifier, parse_digest)
 from ansible_collections.oci.discovery.plugins.module_utils._discovery import (
-    MAX_NESTING, DiscoveryError, FetchError, PlatformError, parse_platform)
+    MAX_NESTING, DiscoveryError, check_expanded)
+from ansible_collections.oci.discovery.plugins.module_utils._fetch import FetchError, file_path
+from ansible_collections.oci.discovery.plugins.module_utils._platforms import PlatformError, parse_platform
 from ansible_collections.oci.discovery.plugins.module_utils._documents import (
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, INDEX_TYPES, MANIFEST_TYPES, MT_INDEX, MT_LAYOUT_HEADER, DocumentError, canonical_json,
     load_json, validate_index, validate_manifest)
@@ -198,7 +202,7 @@ class Pull(object):
 
     :arg client: a ``_discovery.Client`` (resolution and its document cache).
     :arg store: a ``WebRootStore`` rooted at the layout directory.
-    :arg stream: ``stream(url, accept, max_bytes, consume, timeout)`` (see the module docstring).
+    :arg stream: ``stream(url, accept, max_bytes, consume, timeout, headers_for)`` (see the module docstring).
     :arg store_factory: makes another store on the same directory, one per parallel fetch.
     :arg max_bytes: limit of the bytes fetched by the whole pull.
     :arg parallel: configs and layers fetched at a time.
@@ -231,6 +235,7 @@ class Pull(object):
         self.index_after = None
         self.changes = None
         self._ops = []
+        self._headers = {}
 
     # -- resolution and walk ---------------------------------------------------
 
@@ -260,6 +265,12 @@ class Pull(object):
             raise PullError('the pull needs %d bytes, more than the limit of %d (max_pull_size)'
                             % (wanted, self.max_bytes))
         return self
+
+    def _headers_for(self, name):
+        """The client's rule for ``name``: which of the caller's headers may go to a URL."""
+        if name.name not in self._headers:
+            self._headers[name.name] = self.client.headers_for(name)
+        return self._headers[name.name]
 
     def _select(self, name, platform):
         """[(root, descriptor)]: the index entries of ``name``, or the manifests for ``platform``."""
@@ -364,17 +375,17 @@ class Pull(object):
         """
         digest, size, media_type = descriptor['digest'], descriptor['size'], descriptor['mediaType']
         attempts, tried = [], set()
-        for config, base in root.cas_engines:
+        for config, base, local_engine in root.cas_engines:
             if config.get('protocol') != CAS_PROTOCOL or not isinstance(config.get('uri'), str):
                 continue
             try:
-                url = cas_uri(config['uri'], parse_digest(digest), name, base)
+                url = check_expanded(cas_uri(config['uri'], parse_digest(digest), name, base), name)
             except (TemplateError, DigestError) as exc:
                 attempts.append('%s: %s' % (config['uri'], exc))
                 continue
-            if url in tried:
+            if (url, local_engine) in tried:
                 continue
-            tried.add(url)
+            tried.add((url, local_engine))
             local = []
 
             def guarded(body):
@@ -386,10 +397,10 @@ class Pull(object):
             with self._lock:
                 self.requests += 1
             try:
-                if url.startswith('file:') and root.local:
+                if url.startswith('file:') and local_engine:
                     result = self._local_file(url, guarded)
                 else:
-                    response = self.stream(url, media_type, size, guarded, timeout)
+                    response = self.stream(url, media_type, size, guarded, timeout, self._headers_for(name))
                     if response.status != 200:
                         attempts.append('%s: HTTP %d' % (url, response.status))
                         continue
@@ -414,8 +425,7 @@ class Pull(object):
     @staticmethod
     def _local_file(url, consume):
         """A CAS URL of a trusted local (XDG) configuration: a file:// path."""
-        from urllib.parse import unquote, urlsplit
-        path = unquote(urlsplit(url).path)
+        path = file_path(url)
         try:
             with open(path, 'rb') as body:
                 return consume(body)

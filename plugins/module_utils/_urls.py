@@ -319,7 +319,7 @@ class _BodyTo(UrlFetcher):
         return Response(response.geturl(), status, response.headers.get('Content-Type'), result)
 
 
-def fetch_into(fetcher, url, accept, max_bytes, consume, timeout=None):
+def fetch_into(fetcher, url, accept, max_bytes, consume, timeout=None, headers_for=None):
     """GET ``url`` with ``fetcher``'s settings and give a 200 body to ``consume(fileobj)`` as it arrives.
 
     The request follows the fetcher's rules (protocols, redirects, TLS, proxies,
@@ -328,6 +328,7 @@ def fetch_into(fetcher, url, accept, max_bytes, consume, timeout=None):
     the Response's ``body``. A ValueError from ``consume`` (for example a failed
     verification) becomes a FetchError. ``timeout`` (default the fetcher's)
     is the deadline of the whole request, body included. For a status other
-    than 200, ``consume`` is not called and ``body`` is empty.
+    than 200, ``consume`` is not called and ``body`` is empty. ``headers_for``
+    is as for ``UrlFetcher.fetch``.
     """
-    return _BodyTo(fetcher, consume, timeout or fetcher.timeout).fetch(url, accept, max_bytes)
+    return _BodyTo(fetcher, consume, timeout or fetcher.timeout).fetch(url, accept, max_bytes, headers_for)

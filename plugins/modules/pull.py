@@ -205,8 +205,8 @@ from ansible_collections.oci.discovery.plugins.module_utils._urls import fetch_i
 
 
 def _stream(client):
-    def stream(url, accept, max_bytes, consume, timeout):
-        return fetch_into(client.fetcher, url, accept, max_bytes, consume, timeout)
+    def stream(url, accept, max_bytes, consume, timeout, headers_for):
+        return fetch_into(client.fetcher, url, accept, max_bytes, consume, timeout, headers_for)
     return stream
 
 

@@ -62,8 +62,9 @@ class Source(object):
         return json.loads(self.blob(desc))
 
 
-def run(tls, dest, names, platform="all", tags=None, commit=True, environ=None, **kwargs):
-    client = Client(UrlFetcher(ca_path=tls and tls.ca_path, timeout=5), xdg=environ is not None, environ=environ)
+def run(tls, dest, names, platform="all", tags=None, commit=True, environ=None, headers=None, **kwargs):
+    client = Client(UrlFetcher(ca_path=tls and tls.ca_path, timeout=5), xdg=environ is not None, environ=environ,
+                    headers=headers)
     store = WebRootStore(str(dest))
     try:
         pull = Pull(client, store, lambda *a: fetch_into(client.fetcher, *a), lambda: WebRootStore(str(dest)),
@@ -323,3 +324,27 @@ def test_a_layer_that_drips_fails_at_the_blob_deadline(source, site, tls, tmp_pa
     assert "https://example.test%s: no complete response within the 1 s timeout" % cas_path(layer["digest"]) \
         in str(failed.value)
     assert not (tmp_path / "dest" / "index.json").exists()
+
+
+def test_the_callers_headers_go_to_the_names_host_only(source, site, tls, tmp_path):
+    """A CAS engine on another host gets the blobs' requests, never the caller's credentials."""
+    seen = {}
+
+    def recording(host, data):
+        def reply(handler):
+            seen.setdefault(host, []).append(handler.headers.get("Authorization"))
+            return Reply(200, {"Content-Type": "application/octet-stream"}, data)
+        return reply
+    manifest = source.manifest_of(source.single)
+    for desc in [manifest["config"]] + manifest["layers"]:
+        site.route("other-site.test", cas_path(desc["digest"]), recording("other-site.test", source.blob(desc)))
+    source.serve(cas=({"protocol": "oci-cas-template-v1", "uri": "/missing/{encoded}"},
+                      {"protocol": "oci-cas-template-v1", "uri": "https://other-site.test/oci-cas/{algorithm}/"
+                                                                 "{encoded:2}/{encoded}"}))
+    site.route("example.test", cas_path(source.single["digest"]),
+               recording("example.test", source.blob(source.single)))
+    site.route("example.test", "/missing/" + source.single["digest"][7:],
+               recording("example.test", source.blob(source.single)))
+    run(tls, tmp_path / "dest", ["example.test/app#1.0"], headers={"Authorization": "Bearer s3cret"})
+    assert seen["example.test"] == ["Bearer s3cret"]            # the manifest, from the name's host
+    assert seen["other-site.test"] == [None, None, None]         # config and layers, from another host
