@@ -262,6 +262,7 @@ class UrlFetcher(object):
 
 _CHUNK = 64 * 1024
 
+
 class _Body(object):
     """The body of an open response as a read-only file object for a consumer.
 
