@@ -9,7 +9,8 @@
 
 Scenarios (all by default): s3 (benchmarks/s3.py), ssh (benchmarks/ssh.py), resolve
 (benchmarks/resolve_requests.py, with the reference resolver when /work/notes/ref or
---reference holds it), memory (benchmarks/memory.py). Services come from the test rig
+--reference holds it), memory (benchmarks/memory.py), pull (benchmarks/pull.py, beside
+skopeo copy from Debian's docker-registry; also runs alone: python -m benchmarks.pull). Services come from the test rig
 (tests/rig: Ceph RGW, sshd, nginx) and are stopped at the end whatever happens.
 
 Results go to benchmarks/results/RESULTS.md, ratios.png (the chart) and results.json
@@ -32,7 +33,7 @@ import time
 from benchmarks import _common
 from benchmarks._common import REPO, procs
 
-SCENARIOS = ('s3', 'ssh', 'resolve', 'memory')
+SCENARIOS = ('s3', 'ssh', 'resolve', 'memory', 'pull')
 RESULTS_DIR = os.path.join(REPO, 'benchmarks', 'results')
 DEFAULT_REFERENCE = '/work/notes/ref'
 
@@ -171,6 +172,10 @@ def main(argv=None):
             from benchmarks import memory
             print('== Memory: a layout with a %d MiB layer' % args.memory_mib)
             results['memory'] = memory.run(services.rgw, services.sshd, workdir, size_mib=args.memory_mib)
+        if 'pull' in args.scenarios:
+            from benchmarks import pull
+            print('== Pull: the big data set, oci.discovery.pull and skopeo copy; %d run(s)' % args.runs)
+            results['pull'] = pull.run(workdir, runs=args.runs)
     except KeyboardInterrupt:
         print('bench: interrupted; stopping the services')
         raise

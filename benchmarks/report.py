@@ -217,6 +217,9 @@ def markdown(results, chart_name='ratios.png'):
                   '', '```'] + results['resolve']['lines'] + ['```', '']
     if results.get('memory'):
         lines += _memory_section(results['memory'])
+    if results.get('pull'):
+        from benchmarks import pull
+        lines += pull.markdown_section(results['pull'])
     lines += ['## How it is measured', ''] + ['* ' + item for item in METHOD] + ['']
     return '\n'.join(lines)
 

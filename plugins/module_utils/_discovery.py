@@ -587,6 +587,14 @@ class Client(object):
         except _OutOfBudget as exc:
             raise DiscoveryError(run.name.name, str(exc), run.attempts)
 
+    def headers_for(self, name: Any):
+        """``headers_for(url)`` for other requests made on behalf of ``name`` (blobs of a pull).
+
+        The same rule as resolution's: the caller's headers go only to the
+        name's own host and to the origins named in ``origin_headers``.
+        """
+        return self._start(name).headers_for
+
     def merkle_roots(self, name: Any) -> List[Dict[str, Any]]:
         """The Merkle root objects of ``name``, duplicates dropped."""
         dummy, roots, dummy2 = self.roots(name)

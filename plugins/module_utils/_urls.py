@@ -34,7 +34,7 @@ import time
 from urllib.error import HTTPError, URLError
 
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
-from ansible.module_utils.urls import Request, SSLValidationError
+from ansible.module_utils.urls import Request, SSLValidationError, make_context
 
 from typing import Optional, Sequence
 
@@ -142,6 +142,12 @@ class UrlFetcher(object):
         self.max_redirects = max_redirects
         self.user_agent = user_agent
 
+    def ssl_context(self):
+        """The TLS context of every request, made once (``Request`` would load the CA store per request)."""
+        if getattr(self, '_context', None) is None:
+            self._context = make_context(cafile=self.ca_path, validate_certs=self.validate_certs)
+        return self._context
+
     def fetch(self, url: str, accept: str, max_bytes: int, headers_for: Optional[HeadersFor] = None) -> Response:
         """GET ``url``; return a Response or raise FetchError (within ``timeout`` seconds).
 
@@ -196,7 +202,7 @@ class UrlFetcher(object):
         seen = [url]
         request = Request(use_proxy=self.use_proxy, validate_certs=self.validate_certs,
                           ca_path=self.ca_path, follow_redirects='none', http_agent=self.user_agent,
-                          decompress=False, use_netrc=False)
+                          decompress=False, use_netrc=False, context=self.ssl_context())
         while True:
             if _scheme(url) not in self.protocols:
                 raise FetchError('refused: %s is not an allowed protocol (allowed: %s)'
@@ -250,3 +256,80 @@ class UrlFetcher(object):
             raise FetchError('Content-Length %s is larger than the limit of %d bytes' % (length.strip(), max_bytes))
         read1 = getattr(response, 'read1', None) or response.read
         return Response(final, status, content_type, read_bounded(read1, max_bytes, job.remaining, 'body'))
+
+
+# --------------------------------------------------------------------------- streaming bodies
+
+_CHUNK = 64 * 1024
+
+
+class _Body(object):
+    """The body of an open response as a read-only file object for a consumer.
+
+    Reads stop at ``limit + 1`` bytes (one more than allowed, so that a longer
+    body is seen), and the fetch's deadline is checked before every read.
+    """
+
+    def __init__(self, job, response, limit):
+        self._job = job
+        self._response = response
+        self._left = limit + 1
+        self._count = 0
+
+    def readinto(self, buffer):
+        self._job.remaining()
+        view = memoryview(buffer)[:self._left]
+        if not len(view):
+            return 0
+        count = self._response.readinto(view) or 0
+        self._left -= count
+        self._count += count
+        announced = getattr(self._response, 'length', None)
+        if not count and announced:
+            # http.client returns 0 here instead of raising IncompleteRead
+            raise FetchError('the server closed the connection mid-body (after %d bytes, %d more announced)'
+                             % (self._count, announced))
+        return count
+
+    def read(self, size=_CHUNK):
+        buffer = bytearray(min(size, _CHUNK))
+        count = self.readinto(buffer)
+        return bytes(buffer[:count])
+
+
+class _BodyTo(UrlFetcher):
+    """A fetcher with the settings of another whose 200 bodies go to ``consume`` instead of memory."""
+
+    def __init__(self, fetcher, consume, timeout):
+        self.__dict__.update(fetcher.__dict__)
+        self.ssl_context = fetcher.ssl_context    # one context for all, made by the fetcher
+        self.timeout = float(timeout)
+        self.consume = consume
+
+    def _read(self, job, response, max_bytes):
+        status = response.status if hasattr(response, 'status') else response.getcode()
+        length = response.headers.get('Content-Length')
+        if status == 200 and length is not None and length.strip().isdigit() and int(length) > max_bytes:
+            raise FetchError('Content-Length %s is larger than the limit of %d bytes' % (length.strip(), max_bytes))
+        result = b''
+        if status == 200:
+            try:
+                result = self.consume(_Body(job, response, max_bytes))
+            except ValueError as exc:   # the consumer's verdict on the content
+                raise FetchError(str(exc))
+        return Response(response.geturl(), status, response.headers.get('Content-Type'), result)
+
+
+def fetch_into(fetcher, url, accept, max_bytes, consume, timeout=None, headers_for=None):
+    """GET ``url`` with ``fetcher``'s settings and give a 200 body to ``consume(fileobj)`` as it arrives.
+
+    The request follows the fetcher's rules (protocols, redirects, TLS, proxies,
+    headers); the body is never held in memory here: ``consume`` reads it in
+    chunks (at most ``max_bytes + 1`` bytes are read) and its return value is
+    the Response's ``body``. A ValueError from ``consume`` (for example a failed
+    verification) becomes a FetchError. ``timeout`` (default the fetcher's)
+    is the deadline of the whole request, body included. For a status other
+    than 200, ``consume`` is not called and ``body`` is empty. ``headers_for``
+    is as for ``UrlFetcher.fetch``.
+    """
+    return _BodyTo(fetcher, consume, timeout or fetcher.timeout).fetch(url, accept, max_bytes, headers_for)
