@@ -571,27 +571,35 @@ class WebRootStore(Store):
 
     def put_blob(self, key, fileobj, digest, size, media_type=None):
         directory, name = self._split(key)
-        fd, staged_in, temp = self._temp_for(directory)
-        try:
+        with self._staged(directory) as staged:
+            fd, staged_in, temp = staged
             with os.fdopen(os.dup(fd), 'wb') as out:
                 count = copy_verified(fileobj, out, digest, size, 'blob %s (for %s)' % (digest, self.path(key)))
-            if self._pending is not None:
-                self._attributes(fd)
-                os.close(fd)
-                fd = None
-                self._pending.append((staged_in, temp, directory, name, count))
-                self._pending_bytes += count
-                if len(self._pending) >= BATCH_FILES or self._pending_bytes >= BATCH_BYTES:
-                    self._flush()
+            if self._pending is None:
+                staged[0] = None            # _finish closes it, whatever happens
+                self._finish(fd, staged_in, temp, directory, name)
                 return count
-            self._finish(fd, staged_in, temp, directory, name)
-            fd = None
-        except BaseException:
-            if fd is not None:
-                os.close(fd)
-            self._discard(staged_in, temp)
-            raise
+            self._attributes(fd)
+            os.close(fd)
+            staged[0] = None
+            self._pending.append((staged_in, temp, directory, name, count))
+        self._pending_bytes += count
+        if len(self._pending) >= BATCH_FILES or self._pending_bytes >= BATCH_BYTES:
+            self._flush()
         return count
+
+    @contextlib.contextmanager
+    def _staged(self, directory):
+        """A temp file staged for ``directory``: ``[fd, staged in, name]``; the block sets the fd to
+        None once it is closed or handed over. On an error the fd is closed and the file removed."""
+        staged = list(self._temp_for(directory))
+        try:
+            yield staged
+        except BaseException:
+            if staged[0] is not None:
+                os.close(staged[0])
+            self._discard(staged[1], staged[2])
+            raise
 
     @contextlib.contextmanager
     def batch(self):
@@ -647,18 +655,13 @@ class WebRootStore(Store):
             raise StoreError('%s: is a directory, expected a file' % self.path(key))
         if mode is not None and stat.S_ISLNK(mode):
             raise self._refusal(target, directory + (name,), OSError(errno.ELOOP, 'link'))
-        fd, staged_in, temp = self._temp_for(directory)
-        try:
+        with self._staged(directory) as staged:
+            fd, staged_in, temp = staged
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
+            staged[0] = None                # _finish closes it, whatever happens
             self._finish(fd, staged_in, temp, directory, name)
-            fd = None
-        except BaseException:
-            if fd is not None:
-                os.close(fd)
-            self._discard(staged_in, temp)
-            raise
 
     @contextlib.contextmanager
     def _flock(self, name, exclusive):
