@@ -191,7 +191,9 @@ class UrlFetcher(object):
         except FetchError as exc:
             job.error = exc
         except Exception as exc:  # pylint: disable=broad-except
-            if job.cancelled:
+            if job.cancelled or time.monotonic() >= job.deadline - 0.05:
+                # A socket timeout is the remaining time of the deadline: it may fire just before the
+                # caller gives up waiting; report it as the deadline either way.
                 job.error = FetchError('no complete response within the %g s timeout' % self.timeout)
             else:
                 job.error = FetchError(describe_exception(exc), _kind_of(exc))
