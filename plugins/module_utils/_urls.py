@@ -27,6 +27,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import http.client as http_client
+import inspect
 import socket
 import ssl
 import threading
@@ -45,6 +46,8 @@ DEFAULT_TIMEOUT = 10
 DEFAULT_MAX_REDIRECTS = 5
 USER_AGENT = 'ansible-oci.discovery'
 _REDIRECTS = (301, 302, 303, 307, 308)
+# ansible-core 2.17 and later let a Request reuse one TLS context; 2.16 builds one per request.
+_REQUEST_TAKES_CONTEXT = 'context' in inspect.signature(Request.__init__).parameters
 
 
 # getaddrinfo answers that mean "no such host" (NXDOMAIN, no address); the others
@@ -202,9 +205,10 @@ class UrlFetcher(object):
 
     def _follow(self, job, url, accept, max_bytes, headers_for):
         seen = [url]
+        tls = {'context': self.ssl_context()} if _REQUEST_TAKES_CONTEXT else {}
         request = Request(use_proxy=self.use_proxy, validate_certs=self.validate_certs,
                           ca_path=self.ca_path, follow_redirects='none', http_agent=self.user_agent,
-                          decompress=False, use_netrc=False, context=self.ssl_context())
+                          decompress=False, use_netrc=False, **tls)
         while True:
             if _scheme(url) not in self.protocols:
                 raise FetchError('refused: %s is not an allowed protocol (allowed: %s)'
