@@ -354,6 +354,9 @@ def test_resolve_playbook_writes_lock_file_idempotently(sites, ca, tmp_path):
     # several entries for one name without a platform: refused with a clear message
     ambiguous = sites.run_playbook(str(wrapper), extra_vars=dict(extra, names=["mp.example.test/app"]))
     assert ambiguous.failed and "Several manifests match mp.example.test/app" in str(ambiguous.failures())
+    # the resolver's budgets reach the module: one document is not enough for a well-known file and an index
+    starved = sites.run_playbook(str(wrapper), extra_vars=dict(extra, max_documents=1))
+    assert starved.failed and "max_documents" in str(starved.failures()), str(starved)
 
 
 def test_many_names_cost_one_request_per_document(sites, ca):
