@@ -137,9 +137,9 @@ options:
   _request:
     description: Internal use only (set by the action plugin).
     type: raw
-  _archive:
+  _deliver:
     description: Internal use only (set by the action plugin).
-    type: path
+    type: dict
 extends_documentation_fragment:
   - oci.discovery.publish
   - ansible.builtin.action_common_attributes
@@ -346,7 +346,7 @@ def argument_spec():
         registry_view=dict(type='bool', default=True),
         _phase=dict(type='str', choices=list(PHASES)),
         _request=dict(type='raw'),
-        _archive=dict(type='path'),
+        _deliver=dict(type='dict'),
     )
 
 
