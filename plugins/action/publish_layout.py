@@ -136,6 +136,9 @@ class _PhaseFailed(Exception):
         self.outcome = outcome
 
 
+_VERIFY_STEP = 'hashing the blobs the host has (those it lacks are hashed there), planning'
+
+
 class _PhaseTarget:
     """The web root on the managed host as a target of ``_publish.run``: its probe and commit run there.
 
@@ -162,13 +165,14 @@ class _PhaseTarget:
 
     def commit(self, request, source):
         action = self.action
+        action._step(_VERIFY_STEP)
         deliver = action._deliver(request['send'], source.layout) if request['send'] else None
         commit = self._phase('commit', request, deliver)
         action._step('committing (%s; %.3f s of it on the target)' % (action._how, commit['seconds']))
         return commit['done']
 
     def finish(self):
-        return None
+        self.action._step(_VERIFY_STEP)
 
     def _phase(self, phase, request, deliver):
         outcome = self.action._run_phase(self.options, phase, request, deliver=deliver, task_vars=self.task_vars)
