@@ -65,14 +65,7 @@ def build_layout(root, size_mib):
     os.rename(part, os.path.join(blobs, digest.hexdigest()))
     layers = [{'mediaType': layouts.MT_LAYER_GZIP, 'digest': 'sha256:' + digest.hexdigest(), 'size': size_mib * MIB}]
     layers += [layouts.descriptor(root, layouts.MT_LAYER_GZIP, os.urandom(SMALL_BYTES)) for dummy in range(SMALL_LAYERS)]
-    config = layouts.descriptor(root, layouts.MT_CONFIG, {
-        'architecture': 'amd64', 'os': 'linux', 'created': layouts.CREATED,
-        'rootfs': {'type': 'layers', 'diff_ids': [d['digest'] for d in layers]}})
-    manifest = layouts.descriptor(root, layouts.MT_MANIFEST, {
-        'schemaVersion': 2, 'mediaType': layouts.MT_MANIFEST, 'config': config, 'layers': layers})
-    layouts.set_tag(root, 'large', manifest)
-    layouts.make_world_readable(root)
-    return root
+    return _common.tag_image(root, 'large', layers)
 
 
 def _dir_bytes(path):
@@ -265,13 +258,14 @@ LABELS = {'local': 'local web root', 'ssh': 'over ssh (no -C)'}
 FLOORS = {'local': '`sha256sum` + `cp -a` + `sync`', 'ssh': '`rsync -a -e ssh` + remote `sha256sum` + `sync`'}
 
 
+def _measured_cells(out):
+    return [(kind, out['cells'][kind]) for kind in out['places'] if out['cells'].get(kind)]
+
+
 def targets(out):
     """[(area, target, measured, ok)] of issue 14's large-layer targets."""
     rows = []
-    for kind in out['places']:
-        cell = out['cells'].get(kind)
-        if not cell:
-            continue
+    for kind, cell in _measured_cells(out):
         area = 'large %s' % kind
         value = cell['first_vs_floor']
         rows.append((area, 'first publish <= %.1fx %s' % (FIRST_VS_FLOOR, FLOORS[kind]), fmt_x(value),
@@ -292,17 +286,14 @@ def targets(out):
 def markdown_section(out):
     """The "Large layers" section of RESULTS.md."""
     rows = []
-    for kind in out['places']:
-        cell = out['cells'].get(kind)
-        if not cell:
-            continue
+    for kind, cell in _measured_cells(out):
         rows.append([LABELS[kind], fmt_s(cell['ping_median']), fmt_s(cell['floor_copy_median']), fmt_s(cell['first_median']),
                      fmt_x(cell['first_vs_floor']), fmt_s(cell['noop_median']),
                      '-' if cell['noop_beyond_ping'] is None else '%+.2f' % cell['noop_beyond_ping'],
                      '-' if cell['peak_mb_max'] is None else '%.1f' % cell['peak_mb_max'],
                      '-' if cell['temp_bytes_max'] is None else '%.2f' % (cell['temp_bytes_max'] / float(MIB))])
-    tops = ['* %s: %s' % (LABELS[kind], ', '.join('%.1f MB `%s`' % (mb, cmd) for mb, cmd in out['cells'][kind]['top'] or []))
-            for kind in out['places'] if out['cells'].get(kind)]
+    tops = ['* %s: %s' % (LABELS[kind], ', '.join('%.1f MB `%s`' % (mb, cmd) for mb, cmd in cell['top'] or []))
+            for kind, cell in _measured_cells(out)]
     return ['## Large layers (issue 14)', '',
             'benchmarks/large.py on %s, %d run(s), medians (peaks: the highest of the runs): one layout of a %d MiB '
             'layer of random bytes, %d small layers of %d KiB, the config and the manifest (%d blobs, %d bytes), '
