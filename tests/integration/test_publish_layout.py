@@ -643,8 +643,8 @@ def test_killed_publish_leaves_no_partial_file(connection, layouts, request, tmp
     assert not final.failed and not final.result('publish')['changed'], final
 
 
-def test_large_blobs_go_without_an_archive_and_a_local_connection_reads_the_layout(sshd, layouts, public_tmp_path,
-                                                                                 run_playbook, tmp_path):
+def test_large_blobs_go_without_an_archive_and_a_local_connection_reads_the_layout(
+        sshd, layouts, public_tmp_path, run_playbook, tmp_path):
     """Over ssh the big layer (30 MiB) is sent by itself from the layout's file and the rest in one small
     archive; on a local connection nothing is transferred (the commit reads the layout and the kernel copies).
     Same served tree, nothing left in the controller's temp directory."""
