@@ -230,7 +230,10 @@ def _keep_other_scenarios(results, path):
     for scenario in SCENARIOS:
         if scenario not in results and scenario in before:
             results[scenario] = before[scenario]
-            results[scenario].setdefault('measured', (before.get('meta') or {}).get('date'))
+            meta = before.get('meta') or {}
+            machine = meta.get('machine') or {}
+            results[scenario].setdefault('measured', '%s on %s, kernel %s' % (
+                meta.get('date'), machine.get('cpu', '?'), machine.get('kernel', '?')))
 
 
 if __name__ == '__main__':
