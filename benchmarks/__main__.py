@@ -33,7 +33,7 @@ import time
 from benchmarks import _common
 from benchmarks._common import REPO, procs
 
-SCENARIOS = ('s3', 'ssh', 'resolve', 'memory', 'pull', 'large')
+SCENARIOS = ('s3', 'ssh', 'resolve', 'memory', 'pull')
 RESULTS_DIR = os.path.join(REPO, 'benchmarks', 'results')
 DEFAULT_REFERENCE = '/work/notes/ref'
 
@@ -65,7 +65,6 @@ def parse_args(argv=None):
     parser.add_argument('--copy-small', action='store_true',
                         help='also run ansible.builtin.copy on the 1,000-blob data set (about 8 minutes per run)')
     parser.add_argument('--memory-mib', type=int, default=1024, help='layer size of the memory scenario (default 1024)')
-    parser.add_argument('--large-mib', type=int, default=1024, help='layer size of the large scenario (default 1024)')
     parser.add_argument('--reference', default=os.environ.get('OCI_DISCOVERY_REFERENCE', DEFAULT_REFERENCE),
                         help='a checkout of the oci-discovery repository (reference resolver); default %s'
                         % DEFAULT_REFERENCE)
@@ -173,11 +172,6 @@ def main(argv=None):
             from benchmarks import memory
             print('== Memory: a layout with a %d MiB layer' % args.memory_mib)
             results['memory'] = memory.run(services.rgw, services.sshd, workdir, size_mib=args.memory_mib)
-        if 'large' in args.scenarios:
-            from benchmarks import large
-            print('== Large layers: a %d MiB layer and 21 small blobs, local and over ssh; %d run(s)'
-                  % (args.large_mib, args.runs))
-            results['large'] = large.run(services.sshd, workdir, size_mib=args.large_mib, runs=args.runs)
         if 'pull' in args.scenarios:
             from benchmarks import pull
             print('== Pull: the big data set, oci.discovery.pull and skopeo copy; %d run(s)' % args.runs)
@@ -204,7 +198,6 @@ def main(argv=None):
         print('%-12s %-62s %-44s %s' % (area, target, measured, {True: 'met', False: 'MISSED', None: '-'}[ok]))
     if not args.no_write:
         os.makedirs(args.results, exist_ok=True)
-        _keep_other_scenarios(results, os.path.join(args.results, 'results.json'))
         if chart_ok and report.chart(results, os.path.join(args.results, 'ratios.png')):
             print('bench: chart written to %s' % os.path.join(args.results, 'ratios.png'))
         with open(os.path.join(args.results, 'RESULTS.md'), 'w') as handle:
@@ -217,23 +210,6 @@ def main(argv=None):
         print('bench: processes still running: %r' % left)
         return 1
     return 1 if failures else 0
-
-
-def _keep_other_scenarios(results, path):
-    """A run of some scenarios keeps the figures of the others from the results written before
-    (each carries the date it was measured); ``meta`` is this run's."""
-    try:
-        with open(path) as handle:
-            before = json.load(handle)
-    except (OSError, ValueError):
-        return
-    for scenario in SCENARIOS:
-        if scenario not in results and scenario in before:
-            results[scenario] = before[scenario]
-            meta = before.get('meta') or {}
-            machine = meta.get('machine') or {}
-            results[scenario].setdefault('measured', '%s on %s, kernel %s' % (
-                meta.get('date'), machine.get('cpu', '?'), machine.get('kernel', '?')))
 
 
 if __name__ == '__main__':

@@ -332,6 +332,16 @@ def machine():
     return found
 
 
+def write_section(text, begin, end, path):
+    """Put ``text`` (a section starting with ``begin`` and ending with ``end``) into the Markdown file at
+    ``path`` in place of the one between those markers, or at its end; the rest is left as it is."""
+    old = open(path).read() if os.path.exists(path) else ''
+    pattern = re.compile(re.escape(begin) + '.*?' + re.escape(end) + '\n?', re.S)
+    new = pattern.sub(lambda m: text, old) if pattern.search(old) else old.rstrip('\n') + '\n\n' + text
+    with open(path, 'w') as handle:
+        handle.write(new)
+
+
 # --------------------------------------------------------------------------- peak memory
 
 def _status(pid):

@@ -22,7 +22,10 @@ workers, the target phases; over ssh also what runs under the sshd) and the peak
 controller's temporary directories (ANSIBLE_LOCAL_TEMP, and on the local connection also
 ANSIBLE_REMOTE_TEMP, which is then on the controller too), polled every 20 ms.
 
-    .venv/bin/python -m benchmarks --scenarios large [--large-mib 128]
+    .venv/bin/python -m benchmarks.large [--mib 128] [--runs 3] [--no-write]
+
+Written into benchmarks/results/RESULTS.md between the markers ``<!-- large -->`` and
+``<!-- /large -->`` (the rest of the file is left as it is) and into results.json under "large".
 """
 
 from __future__ import absolute_import, division, print_function
@@ -30,6 +33,7 @@ __metaclass__ = type
 
 import datetime
 import hashlib
+import json
 import os
 import shutil
 import threading
@@ -48,6 +52,8 @@ NOOP_BEYOND_PING_S = 0.3
 RSS_MB = 150
 TEMP_MIB = 64
 MIB = 1024 * 1024
+RESULTS_DIR = os.path.join(_common.REPO, 'benchmarks', 'results')
+BEGIN, END = '<!-- large -->', '<!-- /large -->'
 
 
 def build_layout(root, size_mib):
@@ -178,7 +184,7 @@ class _Where(object):
 def run(sshd, workdir, size_mib=1024, runs=3, places=('local', 'ssh'), log=print):
     out = {'size_mib': size_mib, 'runs': runs, 'places': list(places), 'cells': {},
            'date': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
-           'load_start': os.getloadavg()[0]}
+           'load_start': os.getloadavg()[0], 'machine': _common.machine()}
     layout = build_layout(os.path.join(workdir, 'large-layout'), size_mib)
     out['blobs'] = 1 + SMALL_LAYERS + 2
     out['bytes'] = sum(os.path.getsize(os.path.join(layout, 'blobs', 'sha256', n))
@@ -313,15 +319,19 @@ def markdown_section(out):
                      '-' if cell['temp_bytes_max'] is None else '%.2f' % (cell['temp_bytes_max'] / float(MIB))])
     tops = ['* %s: %s' % (LABELS[kind], ', '.join('%.1f MB `%s`' % (mb, cmd) for mb, cmd in cell['top'] or []))
             for kind, cell in _measured_cells(out)]
-    return ['## Large layers (issue 14)', '',
+    machine = out.get('machine') or {}
+    target_rows = [[a, t, m, {True: 'met', False: '**missed**', None: 'not measured'}[ok]] for a, t, m, ok in targets(out)]
+    return [BEGIN, '## Large layers (issue 14)', '',
             'benchmarks/large.py on %s, %d run(s), medians (peaks: the highest of the runs): one layout of a %d MiB '
             'layer of random bytes, %d small layers of %d KiB, the config and the manifest (%d blobs, %d bytes), '
             'published by oci.discovery.publish_layout into an empty web root, then again (no change). The floors, '
             'in the same runs, interleaved: a verified durable copy (%s locally; %s over ssh, to the benchmark\'s '
             'sshd on loopback) and ansible.builtin.ping over the same connection. 2 cores shared with other jobs '
-            '(load average (1 min) at start / end: %.2f / %.2f): the absolute times are inflated, the ratios fairer.'
-            % (out['date'], out['runs'], out['size_mib'], SMALL_LAYERS, SMALL_BYTES // 1024, out['blobs'], out['bytes'],
-               FLOORS['local'], FLOORS['ssh'], out.get('load_start', 0), out.get('load_end', 0)), '',
+            '(%s, kernel %s; load average (1 min) at start / end: %.2f / %.2f): the absolute times are inflated, the ratios '
+            'fairer.' % (out['date'], out['runs'], out['size_mib'], SMALL_LAYERS, SMALL_BYTES // 1024, out['blobs'],
+                         out['bytes'], FLOORS['local'], FLOORS['ssh'], machine.get('cpu', '?'), machine.get('kernel', '?'),
+                         out.get('load_start', 0), out.get('load_end', 0)), '',
+            table(['where', 'target', 'measured', ''], target_rows), '',
             table(['where', 'ping (s)', 'verified copy (s)', 'first publish (s)', 'first / copy', 'no-op (s)',
                    'no-op - ping (s)', 'peak RSS (MB)', 'controller temp (MiB)'], rows), '',
             'Peak RSS: every process of the tree (ansible-playbook, its workers, the target phases; over ssh also '
@@ -332,17 +342,33 @@ def markdown_section(out):
             'hashlib (OpenSSL, what the collection uses) %s s. The floors hash with `sha256sum`, so they are slower '
             'than a copy verified with OpenSSL would be. A first publish hashes each byte once, on the host as it '
             'arrives (the controller hashes only the blobs the host has). A no-change re-run hashes the whole '
-            'layout on the controller (the blobs the host has), which is most of what it costs beyond the ping.'
+            'layout on the controller (the blobs the host has), which is most of what it costs beyond the ping '
+            '(until a record of verified blobs lets it skip the files that did not change).'
             % (fmt_s(out['hash_seconds']['sha256sum']), fmt_s(out['hash_seconds']['hashlib'])) if out.get('hash_seconds')
-            else '', '']
+            else '', END, '']
+
+
+def write(out, results_dir=RESULTS_DIR):
+    """The section into RESULTS.md, the figures into results.json (under "large"; the rest kept)."""
+    _common.write_section('\n'.join(markdown_section(out)), BEGIN, END, os.path.join(results_dir, 'RESULTS.md'))
+    path = os.path.join(results_dir, 'results.json')
+    try:
+        with open(path) as handle:
+            results = json.load(handle)
+    except (OSError, ValueError):
+        results = {}
+    results['large'] = out
+    with open(path, 'w') as handle:
+        json.dump(results, handle, indent=1, sort_keys=True, default=str)
 
 
 def main(argv=None):
     import argparse
     parser = argparse.ArgumentParser(prog='python -m benchmarks.large', description=__doc__.split('\n', 1)[0])
-    parser.add_argument('--mib', type=int, default=128)
-    parser.add_argument('--runs', type=int, default=1)
+    parser.add_argument('--mib', type=int, default=1024, help='the large layer in MiB (default 1024)')
+    parser.add_argument('--runs', type=int, default=3)
     parser.add_argument('--places', default='local,ssh')
+    parser.add_argument('--no-write', action='store_true', help='print only; do not write benchmarks/results/')
     args = parser.parse_args(argv)
     procs.become_subreaper()
     workdir = procs.make_workdir('bench-large', mode=0o755)
@@ -360,8 +386,8 @@ def main(argv=None):
         shutil.rmtree(workdir, ignore_errors=True)
         procs.reap_orphans(kill=True, wait=2.0)
     print('\n'.join(markdown_section(out)))
-    for row in targets(out):
-        print('%-12s %-60s %-16s %s' % (row[0], row[1], row[2], {True: 'met', False: 'MISSED', None: '-'}[row[3]]))
+    if not args.no_write:
+        write(out)
 
 
 if __name__ == '__main__':

@@ -21,7 +21,7 @@ def _verdict(value, limit, higher_is_better=False):
 
 
 def targets(results):
-    """[(area, target, measured, ok)] for every target (issues 7 and 14) that was measured (ok None: not measured)."""
+    """[(area, target, measured, ok)] for every target of issue 7 that was measured (ok None: not measured)."""
     rows = []
     s3_out = results.get('s3')
     if s3_out:
@@ -79,9 +79,6 @@ def targets(results):
                 measured = ('%.1f MB (%s)' % (found['top'][0][0], found['top'][0][1])) if found['ok'] and found['top'] \
                     else 'failed: %s' % found['reason']
                 rows.append(('memory', 'publishing it (%s): every process < 150 MB' % store, measured, ok))
-    if results.get('large'):
-        from benchmarks import large
-        rows.extend(large.targets(results['large']))
     return rows
 
 
@@ -207,14 +204,10 @@ def markdown(results, chart_name='ratios.png'):
         lines += ['Note: the machine was not idle during this run (load average above 1 on %s cores): '
                   'absolute times are inflated; the tools were measured interleaved, run by run, so the ratios '
                   'are fairer than the absolute figures.' % meta['machine'].get('nproc', '?'), '']
-    earlier = ['%s (%s)' % (k, v['measured']) for k, v in sorted(results.items())
-               if isinstance(v, dict) and v.get('measured')]
-    if earlier:
-        lines += ['Sections kept from earlier runs (this run measured the others): %s.' % ', '.join(earlier), '']
     rows = targets(results)
     if rows:
         rows = [[a, t, m, _mark(ok)] for a, t, m, ok in rows]
-        lines += ['## Targets (issues 7 and 14)', '', table(['where', 'target', 'measured', ''], rows), '']
+        lines += ['## Targets (issue 7)', '', table(['where', 'target', 'measured', ''], rows), '']
     if results.get('s3'):
         lines += _s3_section(results['s3'])
     if results.get('ssh'):
@@ -227,9 +220,6 @@ def markdown(results, chart_name='ratios.png'):
     if results.get('pull'):
         from benchmarks import pull
         lines += pull.markdown_section(results['pull'])
-    if results.get('large'):
-        from benchmarks import large
-        lines += large.markdown_section(results['large'])
     lines += ['## How it is measured', ''] + ['* ' + item for item in METHOD] + ['']
     return '\n'.join(lines)
 
