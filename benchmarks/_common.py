@@ -332,6 +332,16 @@ def machine():
     return found
 
 
+def write_section(text, begin, end, path):
+    """Put ``text`` (a section starting with ``begin`` and ending with ``end``) into the Markdown file at
+    ``path`` in place of the one between those markers, or at its end; the rest is left as it is."""
+    old = open(path).read() if os.path.exists(path) else ''
+    pattern = re.compile(re.escape(begin) + '.*?' + re.escape(end) + '\n?', re.S)
+    new = pattern.sub(lambda m: text, old) if pattern.search(old) else old.rstrip('\n') + '\n\n' + text
+    with open(path, 'w') as handle:
+        handle.write(new)
+
+
 # --------------------------------------------------------------------------- peak memory
 
 def _status(pid):
@@ -435,12 +445,19 @@ def build_small_layout(root, count=1000, size=8192):
     for dummy in range(count):
         data = rng.randbytes(size)
         descriptors.append(layouts.descriptor(root, layouts.MT_LAYER_GZIP, data))
+    return tag_image(root, 'small', descriptors)
+
+
+def tag_image(root, tag, layers):
+    """Write a config and a manifest of ``layers`` (descriptors of blobs in the layout at ``root``), tag it,
+    make the layout world-readable; returns root."""
+    from rig import layouts
     config = layouts.descriptor(root, layouts.MT_CONFIG, {
         'architecture': 'amd64', 'os': 'linux', 'created': layouts.CREATED,
-        'rootfs': {'type': 'layers', 'diff_ids': [d['digest'] for d in descriptors]}})
+        'rootfs': {'type': 'layers', 'diff_ids': [d['digest'] for d in layers]}})
     manifest = layouts.descriptor(root, layouts.MT_MANIFEST, {
-        'schemaVersion': 2, 'mediaType': layouts.MT_MANIFEST, 'config': config, 'layers': descriptors})
-    layouts.set_tag(root, 'small', manifest)
+        'schemaVersion': 2, 'mediaType': layouts.MT_MANIFEST, 'config': config, 'layers': layers})
+    layouts.set_tag(root, tag, manifest)
     layouts.make_world_readable(root)
     return root
 

@@ -25,7 +25,6 @@ __metaclass__ = type
 import argparse
 import datetime
 import os
-import re
 
 from benchmarks import _common
 from benchmarks._common import DATASETS, Playbook, median, procs, task_result
@@ -143,11 +142,7 @@ def markdown(results, date):
 
 
 def write(text, path=RESULTS):
-    old = open(path).read() if os.path.exists(path) else ''
-    pattern = re.compile(re.escape(BEGIN) + '.*?' + re.escape(END) + '\n?', re.S)
-    new = pattern.sub(lambda m: text, old) if pattern.search(old) else old.rstrip('\n') + '\n\n' + text
-    with open(path, 'w') as handle:
-        handle.write(new)
+    _common.write_section(text, BEGIN, END, path)
 
 
 def main(argv=None):

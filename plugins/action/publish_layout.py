@@ -9,7 +9,15 @@ name, the templates and the layout, every blob of the chosen tags hashed,
 before the target is touched; probe; plan; commit; report); this plugin is
 its *target* for a web root on a managed host (``_PhaseTarget``): the probe
 and the commit run on the host, and before the commit only the missing blobs
-go there as one uncompressed tar in one transfer.
+go there (``_deliver``). On a local connection nothing is sent: the commit
+reads them in place from the layout. Elsewhere each blob of LARGE_BLOB_BYTES
+or more is sent by itself, straight from the layout's file, through the
+connection's own file transfer (sftp, scp...), and the small ones in
+uncompressed tar archives of at most ARCHIVE_BYTES, written one at a time in
+the local temp directory: the controller's memory and temp space do not grow
+with the layer sizes. The host verifies every blob as it arrives and commits
+none unless all match, so the controller does not hash the blobs it sends
+(``verifies_on_arrival``): each byte is hashed once.
 
 Both target phases are ``_target.run_phase``. Where the connection can feed
 a command's standard input and the become method allows it (the conditions
@@ -26,6 +34,7 @@ phase is a run of the publish_layout module, with the same code and results.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import contextlib
 import inspect
 import json
 import os
@@ -54,6 +63,10 @@ _DISCOVERY_MODES = ('auto', 'auto_legacy', 'auto_silent', 'auto_legacy_silent')
 # Sending this much through an ssh connection with compression on earns a warning: layers are
 # compressed already, so ssh -C only burns CPU (1 GiB over loopback: 27 s with -C, 4.5 s without).
 _COMPRESSED_SSH_WARNING_BYTES = 16 * 1024 * 1024
+# A blob this large is sent by itself from the layout's file; smaller ones go in archives of at most
+# ARCHIVE_BYTES (one transfer each: a transfer costs a round trip or two, tens of ms over ssh).
+LARGE_BLOB_BYTES = 8 * 1024 * 1024
+ARCHIVE_BYTES = 32 * 1024 * 1024
 # The host variable that turns the direct target phases off (module runs instead).
 DIRECT_VARIABLE = 'oci_discovery_direct_phases'
 # The private interfaces of ActionBase and of the connection the direct phases use, with the parameters
@@ -123,14 +136,22 @@ class _PhaseFailed(Exception):
         self.outcome = outcome
 
 
+_VERIFY_STEP = 'hashing the blobs the host has (those it lacks are hashed there), planning'
+
+
 class _PhaseTarget:
-    """The web root on the managed host as a target of ``_publish.run``: its probe and commit run there."""
+    """The web root on the managed host as a target of ``_publish.run``: its probe and commit run there.
+
+    It ``verifies_on_arrival``: the commit on the host verifies every blob and commits none unless
+    all match, so ``_publish.run`` leaves the blobs to send unhashed on the controller.
+    """
+
+    verifies_on_arrival = True
 
     def __init__(self, action, options, task_vars):
         self.action = action
         self.options = options
         self.task_vars = task_vars
-        self.local_archive = None
 
     def describe(self, key):
         return posixpath.join(self.options['root'], key)
@@ -144,23 +165,17 @@ class _PhaseTarget:
 
     def commit(self, request, source):
         action = self.action
-        remote_archive = None
-        if request['send']:
-            send_bytes = sum(b['size'] for b in request['send'])
-            fd, self.local_archive = tempfile.mkstemp(prefix='oci-blobs-', suffix='.tar', dir=C.DEFAULT_LOCAL_TMP)
-            with os.fdopen(fd, 'wb') as f:
-                write_blob_archive(f, request['send'], lambda digest: source.open({'digest': digest}))
-            action._step('writing the archive of %d blobs (%d bytes)' % (len(request['send']), send_bytes))
-            remote_archive = action._send_archive(self.local_archive, send_bytes)
-        commit = self._phase('commit', request, remote_archive)
+        action._step(_VERIFY_STEP)
+        deliver = action._deliver(request['send'], source.layout) if request['send'] else None
+        commit = self._phase('commit', request, deliver)
         action._step('committing (%s; %.3f s of it on the target)' % (action._how, commit['seconds']))
         return commit['done']
 
     def finish(self):
-        return None
+        self.action._step(_VERIFY_STEP)
 
-    def _phase(self, phase, request, archive):
-        outcome = self.action._run_phase(self.options, phase, request, archive=archive, task_vars=self.task_vars)
+    def _phase(self, phase, request, deliver):
+        outcome = self.action._run_phase(self.options, phase, request, deliver=deliver, task_vars=self.task_vars)
         if outcome.get('failed'):
             raise _PhaseFailed(outcome)
         return outcome
@@ -175,9 +190,8 @@ class ActionModule(ActionBase):
         del tmp
         self._facts = {}    # the discovered interpreter, when discovery ran for this task
         self._warnings = []
-        target = None
         try:
-            target, outcome = self._publish(task_vars or {})
+            outcome = self._publish(task_vars or {})
             result.update(outcome)
             if self._facts:
                 result.setdefault('ansible_facts', {}).update(self._facts)
@@ -188,11 +202,6 @@ class ActionModule(ActionBase):
         except ValueError as e:   # PlanError, LayoutError, InvalidName, DocumentError, ...
             result.update(failed=True, changed=False, msg=to_text(e))
         finally:
-            if target is not None and target.local_archive:
-                try:
-                    os.unlink(target.local_archive)
-                except OSError:
-                    pass
             self._remove_tmp_path(self._connection._shell.tmpdir)
         return result
 
@@ -208,7 +217,7 @@ class ActionModule(ActionBase):
         self._clock = now
 
     def _publish(self, task_vars):
-        """Options -> ``_publish.run`` with this host's web root as the target; ``(target, result)``."""
+        """Options -> ``_publish.run`` with this host's web root as the target; the result."""
         self._clock = time.monotonic()
         self._how = self._interpreter = None
         dummy, args = self.validate_argument_spec(argument_spec=argument_spec(), required_if=REQUIRED_IF)
@@ -225,31 +234,49 @@ class ActionModule(ActionBase):
         result = dict(outcome.result)
         if self._task.diff:
             result['diff'] = outcome.diff
-        return target, result
+        return result
 
-    def _send_archive(self, local_archive, send_bytes):
-        """Transfer the blob archive to the host's temp dir; its path there."""
+    def _deliver(self, send, layout):
+        """Bring the blobs ``send`` to the host; the commit's ``_deliver`` (``_target.arrivals``)."""
+        send_bytes = sum(b['size'] for b in send)
+        if getattr(self._connection, 'transport', None) == 'local':
+            self._step('nothing to transfer for %d blobs (%d bytes): a local connection reads the layout'
+                       % (len(send), send_bytes))
+            return {'layout': layout.root}
         tmpdir = self._connection._shell.tmpdir or self._make_tmp_path()
-        remote_archive = self._connection._shell.join_path(tmpdir, 'oci-blobs.tar')
-        self._transfer_file(local_archive, remote_archive)
-        self._fixup_perms2((tmpdir, remote_archive), execute=False)
-        self._step('transferring the archive')
+        files, archives, sent = {}, [], [tmpdir]
+        for blob in send:
+            if blob['size'] >= LARGE_BLOB_BYTES:
+                # The layout's own file, checked to be inside the layout; the host verifies what arrives.
+                remote = self._connection._shell.join_path(tmpdir, 'oci-blob-%d' % len(files))
+                self._transfer_file(layout.blob_path(blob['digest']), remote)
+                files[blob['digest']] = remote
+                sent.append(remote)
+        for group in _archive_groups([b for b in send if b['digest'] not in files]):
+            remote = self._connection._shell.join_path(tmpdir, 'oci-blobs-%d.tar' % len(archives))
+            with _local_archive(group, layout) as local:
+                self._transfer_file(local, remote)
+            archives.append(remote)
+            sent.append(remote)
+        self._fixup_perms2(sent, execute=False)
+        self._step('transferring %d blobs (%d bytes: %d files, %d archives)'
+                   % (len(send), send_bytes, len(files), len(archives)))
         if send_bytes >= _COMPRESSED_SSH_WARNING_BYTES and self._ssh_compresses():
             self._warnings.append(
                 '%d MiB of blobs went through ssh with compression on (-C in ssh_args, Ansible\'s default). '
                 'Layers are compressed already: set ansible_ssh_args without -C for publisher hosts, e.g. '
                 '"-o ControlMaster=auto -o ControlPersist=60s", for quicker transfers and less CPU on both ends.'
                 % (send_bytes // (1024 * 1024)))
-        return remote_archive
+        return {'files': files, 'archives': archives}
 
-    def _run_phase(self, options, phase, request, archive, task_vars):
+    def _run_phase(self, options, phase, request, deliver, task_vars):
         """Run a target phase (``_target.run_phase``) directly where possible, else as a module run."""
         if self._how is None:
             self._how = 'direct' if self._can_run_directly() else 'module run'
         if self._how == 'direct':
-            return self._run_directly(dict(options, _phase=phase, _request=request, _archive=archive), task_vars)
+            return self._run_directly(dict(options, _phase=phase, _request=request, _deliver=deliver), task_vars)
         outcome = self._execute_module(module_name=MODULE, task_vars=task_vars, module_args=dict(
-            self._task.args, _phase=phase, _request=request, _archive=archive))
+            self._task.args, _phase=phase, _request=request, _deliver=deliver))
         outcome.pop('invocation', None)    # the internal request is large and says nothing to users
         self._facts.update(outcome.get('ansible_facts') or {})
         return outcome
@@ -334,7 +361,7 @@ class ActionModule(ActionBase):
                         % (type(e).__name__, e), host=self._play_context.remote_addr)
             self._interpreter, self._how = None, 'module run'
             options = dict((k, v) for k, v in params.items() if not k.startswith('_'))
-            return self._run_phase(options, params['_phase'], params['_request'], params['_archive'], task_vars)
+            return self._run_phase(options, params['_phase'], params['_request'], params['_deliver'], task_vars)
         res = self._low_level_execute_command(command, sudoable=True, in_data=_direct_program(params))
         lines = [line for line in (res.get('stdout') or '').splitlines() if line.strip()]
         try:
@@ -348,3 +375,31 @@ class ActionModule(ActionBase):
                         params['_phase'], self._interpreter, res.get('rc'),
                         (res.get('stderr') or res.get('stdout') or 'no output').strip()[-2000:])}
         return outcome
+
+
+def _archive_groups(blobs):
+    """``blobs`` (the plan's order kept) in groups of at most ARCHIVE_BYTES (a larger blob alone)."""
+    group, size = [], 0
+    for blob in blobs:
+        if group and size + blob['size'] > ARCHIVE_BYTES:
+            yield group
+            group, size = [], 0
+        group.append(blob)
+        size += blob['size']
+    if group:
+        yield group
+
+
+@contextlib.contextmanager
+def _local_archive(blobs, layout):
+    """The path of a temporary tar of ``blobs`` from ``layout`` in the local temp directory, removed after."""
+    fd, path = tempfile.mkstemp(prefix='oci-blobs-', suffix='.tar', dir=C.DEFAULT_LOCAL_TMP)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            write_blob_archive(f, blobs, layout.open_blob)
+        yield path
+    finally:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass

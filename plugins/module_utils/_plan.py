@@ -94,19 +94,23 @@ def tag_pairs(option, available=None) -> list:
 
 # -- what to publish ----------------------------------------------------------------
 
-def publication(layout, site: SiteLayout, pairs) -> dict:
+def publication(layout, site: SiteLayout, pairs, verify: bool = True) -> dict:
     """Validate the layout for the chosen tags and list what publishing them means.
 
     Returns ``{'entries': [[tag, [entry, ...]], ...], 'blobs': [blob, ...],
-    'bytes': total}``: the published tag names with their index entries
-    (casEngines added) and every reachable blob, children before parents,
-    each as ``{'digest', 'size', 'mediaType', 'key'}``.
+    'bytes': total, 'sources': [layout tag, ...]}``: the published tag names
+    with their index entries (casEngines added) and every reachable blob,
+    children before parents, each as ``{'digest', 'size', 'mediaType', 'key'}``.
+    Without ``verify`` only the manifests and indexes are verified (the walk
+    reads them); the caller verifies the other blobs later
+    (``Layout.validate(pub['sources'], skip=...)``).
     """
     sources = []
     for src, dummy in pairs:
         if src not in sources:
             sources.append(src)
-    layout.validate(sources)
+    if verify:
+        layout.validate(sources)
     entries, roots = [], []
     for src, dest in pairs:
         descriptors = layout.descriptors(src)
@@ -114,7 +118,7 @@ def publication(layout, site: SiteLayout, pairs) -> dict:
         entries.append([dest, [site.entry(d) for d in descriptors]])
     blobs = [{'digest': d['digest'], 'size': d['size'], 'mediaType': d['mediaType'],
               'key': site.blob_key(d['digest'])} for d in layout.walk(roots)]
-    return {'entries': entries, 'blobs': blobs, 'bytes': sum(b['size'] for b in blobs)}
+    return {'entries': entries, 'blobs': blobs, 'bytes': sum(b['size'] for b in blobs), 'sources': sources}
 
 
 def index_ops(state: str, entries=None, tags=None) -> list:

@@ -9,7 +9,11 @@ One sequence for every store. ``run(target, request, layout)``:
    the layout validated for them (every blob hashed: ``_plan.publication``),
    the index operations, and the templates checked against the site
    (``SiteLayout.check_templates``). Bad input stops here, before the store
-   is touched.
+   is touched. For a target that ``verifies_on_arrival`` (every blob sent
+   hashed as it arrives, none committed unless all match: the
+   ``publish_layout`` action plugin's), the blobs it lacks are not hashed
+   here but there, so each byte is hashed once; the others are hashed
+   after the probe, before the commit (in check mode, all of them).
 2. probe the store, read-only (``_plan.probe``): which blobs it has with
    which size, the current documents, what it finds wrong with objects that
    are there;
@@ -91,15 +95,18 @@ def needs_layout(request: Request, has_src: bool) -> bool:
     return request.site is not None and has_src and (request.state == 'present' or request.tags is None)
 
 
-def prepare(request: Request, layout=None):
-    """Validate the request against the layout: ``(publication or None, index operations)``."""
+def prepare(request: Request, layout=None, verify: bool = True):
+    """Validate the request against the layout: ``(publication or None, index operations)``.
+
+    Without ``verify`` the blobs other than manifests and indexes are left for ``run`` to hash.
+    """
     site = request.site
     if site is None:
         return None, []
     if request.state == 'present':
         if layout is None:
             raise PlanError('state is present but src (the OCI image layout to publish) is missing')
-        pub = publication(layout, site, tag_pairs(request.tags, layout.tags()))
+        pub = publication(layout, site, tag_pairs(request.tags, layout.tags()), verify=verify)
         ops = index_ops('present', pub['entries'])
     else:
         if request.tags is None and layout is None:
@@ -114,7 +121,10 @@ def prepare(request: Request, layout=None):
 def run(target, request: Request, layout=None, check_mode: bool = False) -> Outcome:
     """The whole sequence (see the module docstring); an ``Outcome`` (result, diff, plan, done)."""
     site = request.site
-    pub, ops = prepare(request, layout)
+    # A target that verifies blobs as they arrive and commits none unless all match (the web root on a
+    # managed host) has the controller hash only the blobs it will not send: each byte hashed once.
+    deferred = bool(getattr(target, 'verifies_on_arrival', False))
+    pub, ops = prepare(request, layout, verify=not deferred)
     blobs = pub['blobs'] if pub else []
     view = _registry.for_ops(site, request.registry_view, ops, pub, layout) \
         if request.registry_view and site is not None else None
@@ -122,6 +132,8 @@ def run(target, request: Request, layout=None, check_mode: bool = False) -> Outc
                                         well_known=request.well_known is not None, view=view), blobs)
     plan = make_plan(site, ops, pub, probed, describe=target.describe, force=request.force, prune=request.prune,
                      prune_min_age=request.prune_min_age, well_known=request.well_known, view=view)
+    if deferred and pub is not None:
+        layout.validate(pub['sources'], skip=set() if check_mode else set(b['digest'] for b in plan['send']))
     done = None
     if not check_mode:
         if plan['changed']:

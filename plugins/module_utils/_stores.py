@@ -90,7 +90,7 @@ import tarfile
 import time
 
 from ansible_collections.oci.discovery.plugins.module_utils._digests import (
-    VerificationError, Verifier, copy_verified, parse_digest)
+    VerificationError, Verifier, copy_range_verified, copy_verified, parse_digest)
 
 STATE_DIR = '.oci-discovery'
 STALE_RUN_SECONDS = 60
@@ -252,7 +252,11 @@ class WebRootStore(Store):
     they are renamed, in order, and the renames are synced before anything
     else is written: a blob is never visible before its data is on disk, and
     never after the index that references it. A batch is flushed early when
-    it holds BATCH_FILES files or BATCH_BYTES bytes.
+    it holds BATCH_FILES files or BATCH_BYTES bytes, except ``put_blobs``'s:
+    all its blobs are staged and verified before the first is renamed, and
+    none is renamed when one fails. A blob from a regular file is copied by
+    the kernel (``copy_file_range``: no pass through Python, extents shared
+    where the file system can) and the staged copy read back to verify it.
     Each store object stages in its own run directory, locked with flock; a
     later run removes the run directories of dead processes. Indexes are
     read-modify-written under a per-document flock, and ``lock()`` is a
@@ -274,6 +278,7 @@ class WebRootStore(Store):
         self._run_dir = None     # its path, for messages
         self._pending = None     # [(staged in, temp name, directory, name, size)] inside batch()
         self._pending_bytes = 0
+        self._atomic = False     # inside batch(atomic=True): nothing is flushed before the block ends
 
     # -- paths -------------------------------------------------------------
 
@@ -569,12 +574,22 @@ class WebRootStore(Store):
         except (OSError, StoreError):
             pass
 
+    def put_blobs(self, blobs, source):
+        """All or nothing: every blob is staged and verified before the first is renamed into place; when
+        one does not match its digest (or anything else fails), none becomes visible."""
+        total = 0
+        with self.batch(atomic=True):
+            for blob, fileobj in source.items(blobs):
+                total += self.put_blob(blob['key'], fileobj, digest=blob['digest'], size=blob['size'],
+                                       media_type=blob['mediaType'])
+        return total
+
     def put_blob(self, key, fileobj, digest, size, media_type=None):
         directory, name = self._split(key)
         with self._staged(directory) as staged:
             fd, staged_in, temp = staged
-            with os.fdopen(os.dup(fd), 'wb') as out:
-                count = copy_verified(fileobj, out, digest, size, 'blob %s (for %s)' % (digest, self.path(key)))
+            what = 'blob %s (for %s)' % (digest, self.path(key))
+            count = _copy_in(fileobj, fd, digest, size, what)
             if self._pending is None:
                 staged[0] = None            # _finish closes it, whatever happens
                 self._finish(fd, staged_in, temp, directory, name)
@@ -584,7 +599,7 @@ class WebRootStore(Store):
             staged[0] = None
             self._pending.append((staged_in, temp, directory, name, count))
         self._pending_bytes += count
-        if len(self._pending) >= BATCH_FILES or self._pending_bytes >= BATCH_BYTES:
+        if not self._atomic and (len(self._pending) >= BATCH_FILES or self._pending_bytes >= BATCH_BYTES):
             self._flush()
         return count
 
@@ -602,22 +617,29 @@ class WebRootStore(Store):
             raise
 
     @contextlib.contextmanager
-    def batch(self):
+    def batch(self, atomic=False):
+        """Blobs put inside become visible together at the end (see the class docstring). With ``atomic``
+        none is renamed before the block ends, and none at all when it raises."""
         if self._pending is not None:      # nested: the outer batch flushes
             yield
             return
         self._pending = []
+        self._atomic = atomic
+        completed = False
         try:
             yield
+            completed = True
         finally:
-            # Also on an error: what arrived before it was verified, so it is published
-            # (and a re-run does not send it again). A killed process publishes nothing.
+            # Not atomic, also on an error: what arrived before it was verified, so it is
+            # published (and a re-run does not send it again). A killed process publishes nothing.
             try:
-                self._flush()
+                if completed or not atomic:
+                    self._flush()
             finally:
                 for item in self._pending:
                     self._discard(item[0], item[1])
                 self._pending = None
+                self._atomic = False
 
     def _flush(self):
         """Make the pending blobs durable, rename them into place in order, sync the renames."""
@@ -699,6 +721,26 @@ class WebRootStore(Store):
 
     def lock(self, exclusive=False):
         return self._flock('site.lock', exclusive)
+
+
+def _copy_in(fileobj, fd, digest, size, what):
+    """Copy a blob from ``fileobj`` into the new staged file ``fd``, verified; the byte count.
+
+    From a regular file (the layout's own file on a local connection, a file sent to the host)
+    the kernel copies (``copy_file_range``) and the staged copy is read back to verify it; from
+    anything else (an archive member), or where the kernel cannot, one pass through a buffer.
+    """
+    try:
+        src = fileobj.fileno()
+        regular = stat.S_ISREG(os.fstat(src).st_mode)
+    except (AttributeError, OSError, ValueError):
+        regular = False
+    if regular:
+        count = copy_range_verified(src, fd, digest, size, what)
+        if count is not None:
+            return count
+    with os.fdopen(os.dup(fd), 'wb') as out:
+        return copy_verified(fileobj, out, digest, size, what)
 
 
 def _random_name():

@@ -5,9 +5,14 @@
 
 The action plugin validates the layout and plans on the controller. On the
 target it runs ``run_phase`` at most twice: ``probe`` (read-only: which blobs
-exist with which size, the current documents) and ``commit`` (the blobs of
-the archive verified into place, then the documents, then the index merged
-under the lock). There are two ways to get there, and one code path:
+exist with which size, the current documents) and ``commit`` (the blobs
+verified into place as they arrive, then the documents, then the index merged
+under the lock). The blobs arrive as ``_deliver`` says (``arrivals``): read in
+place from the layout (a local connection: the host is the controller), or
+sent to the host's temp directory, large ones as files of their own, small
+ones in bounded tar archives. Every blob is verified here (size and digest)
+and none is committed unless all are (``WebRootStore.put_blobs``). There are
+two ways to get there, and one code path:
 
 * the ``publish_layout`` module calls ``run_phase`` (works on every
   connection);
@@ -26,12 +31,15 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import ast
+import contextlib
 import json
 import os
 import sys
 import time
 
 from ansible_collections.oci.discovery.plugins.module_utils import _commit, _plan
+from ansible_collections.oci.discovery.plugins.module_utils._digests import VerificationError
+from ansible_collections.oci.discovery.plugins.module_utils._layout import Layout
 from ansible_collections.oci.discovery.plugins.module_utils._stores import read_blob_archive, web_root_store
 
 PACKAGE = 'ansible_collections.oci.discovery.plugins.module_utils'
@@ -72,9 +80,9 @@ def run_phase(params, check_mode=False):
     """Run ``params['_phase']`` against the web root; the result as the module returns it.
 
     ``probe`` returns ``{'changed': False, 'probe': ...}`` (``_plan.probe``);
-    ``commit`` carries out the plan in ``params['_request']`` with the blobs of
-    the archive at ``params['_archive']`` (``_commit.execute``) and returns
-    ``{'changed': bool, 'done': ...}``. Errors are ``ValueError`` or
+    ``commit`` carries out the plan in ``params['_request']`` with the blobs
+    delivered as ``params['_deliver']`` says (``arrivals``; ``_commit.execute``)
+    and returns ``{'changed': bool, 'done': ...}``. Errors are ``ValueError`` or
     ``OSError`` naming the file, blob or document. ``seconds`` is the time
     the phase took on the target (the action plugin logs it with -vvv).
     """
@@ -88,13 +96,61 @@ def run_phase(params, check_mode=False):
                     'seconds': time.time() - started}
         if check_mode:
             return {'changed': False}
-        if not params['_archive']:
-            done = _commit.execute(store, params['_request'])
+        request = params['_request']
+        if not params.get('_deliver'):
+            done = _commit.execute(store, request)
         else:
-            with open(params['_archive'], 'rb') as archive:
-                done = _commit.execute(store, params['_request'],
-                                       _commit.StreamBlobs(read_blob_archive(archive, params['_archive'])))
+            with contextlib.ExitStack() as stack:
+                source = _commit.StreamBlobs(arrivals(params['_deliver'], request['send'], stack))
+                try:
+                    done = _commit.execute(store, request, source)
+                except VerificationError as e:
+                    raise VerificationError('%s, as it arrived on the host: nothing was committed (is the file in '
+                                            'the layout on the controller corrupt?)' % e)
     return {'changed': done['changed'], 'done': done, 'seconds': time.time() - started}
+
+
+def arrivals(deliver, send, stack):
+    """``(digest, file object)`` of each blob of ``send`` (the plan's order), as ``deliver`` brings them.
+
+    ``deliver`` is ``{'layout': path}`` (read each blob in place from the OCI layout there,
+    ``Layout.open_blob``), or ``{'files': {digest: path}, 'archives': [path, ...]}``: the blobs sent
+    to this host, each file removed once read (it is a copy in the connection's temp directory);
+    the archives hold the other blobs in the plan's order (``_stores.write_blob_archive``).
+    ``stack`` (an ``ExitStack``) closes what is opened.
+    """
+    if deliver.get('layout'):
+        layout = Layout(deliver['layout'])
+        for blob in send:
+            with layout.open_blob(blob['digest']) as fileobj:
+                yield blob['digest'], fileobj
+        return
+    files = deliver.get('files') or {}
+    archives = iter(deliver.get('archives') or ())
+    members = iter(())
+    for blob in send:
+        path = files.get(blob['digest'])
+        if path is not None:
+            with open(path, 'rb', buffering=0) as fileobj:
+                yield blob['digest'], fileobj
+            _remove_quietly(path)
+            continue
+        member = next(members, None)
+        while member is None:
+            archive = next(archives, None)
+            if archive is None:
+                return      # the blobs left did not arrive: the commit names them
+            members = read_blob_archive(stack.enter_context(open(archive, 'rb')), archive)
+            member = next(members, None)
+        yield member
+
+
+def _remove_quietly(path):
+    """Remove a file sent to the temp directory once read (its pages never need writing back)."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass    # the connection user's temp directory, not writable by the become user: removed at the end
 
 
 def run_direct(params, out=None):
@@ -109,4 +165,4 @@ def run_direct(params, out=None):
     return result
 
 
-__all__ = ['PACKAGE', 'PHASES', 'run_direct', 'run_phase', 'sources']
+__all__ = ['PACKAGE', 'PHASES', 'arrivals', 'run_direct', 'run_phase', 'sources']

@@ -38,7 +38,8 @@ description:
     tags of the same family at the same time lose nothing. A publish that is interrupted leaves no
     partial file under the served paths and can simply be run again.
   - The layout is validated (every blob reachable from the chosen tags is hashed) before anything is
-    written. Bad input (a broken layout, a name that would escape the site root, an existing index
+    committed (the blobs the host has on the controller, the ones it lacks on the host as they arrive,
+    each once); none is renamed into place unless all match. Bad input (a broken layout, a name that would escape the site root, an existing index
     that is not a valid image index, a template that does not lead to the site) changes nothing on
     the target.
   - Write the well-known document that makes the host's names discoverable with
@@ -137,9 +138,9 @@ options:
   _request:
     description: Internal use only (set by the action plugin).
     type: raw
-  _archive:
+  _deliver:
     description: Internal use only (set by the action plugin).
-    type: path
+    type: dict
 extends_documentation_fragment:
   - oci.discovery.publish
   - ansible.builtin.action_common_attributes
@@ -161,8 +162,12 @@ attributes:
     platforms: posix
 notes:
   - Python on the target needs only its standard library.
-  - Blobs are sent as one uncompressed tar built in the controller's local temporary directory
-    (image layers are compressed already).
+  - On a local connection (C(ansible_connection=local)) nothing is transferred; the target copies the
+    blobs straight from the layout (the kernel's C(copy_file_range) where the file systems allow it), so
+    the user it runs as (with become, the become user) must be able to read the layout. Elsewhere each
+    blob of 8 MiB or more is sent by itself through the connection's file transfer, and smaller ones in
+    uncompressed tar archives of at most 32 MiB, one at a time in the controller's local temporary
+    directory, so memory and temporary space on the controller do not grow with the layer sizes.
   - Serve the index with the media type C(application/vnd.oci.image.index.v1+json; charset=utf-8);
     the C(oci.discovery.nginx_publisher) role writes an Nginx configuration that does.
   - The host variable C(oci_discovery_direct_phases=false) turns the direct runs on the target off (module
@@ -346,7 +351,7 @@ def argument_spec():
         registry_view=dict(type='bool', default=True),
         _phase=dict(type='str', choices=list(PHASES)),
         _request=dict(type='raw'),
-        _archive=dict(type='path'),
+        _deliver=dict(type='dict'),
     )
 
 

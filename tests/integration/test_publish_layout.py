@@ -641,3 +641,36 @@ def test_killed_publish_leaves_no_partial_file(connection, layouts, request, tmp
     assert watcher.problems == []
     final = run_playbook(play(task), inventory=inventory)
     assert not final.failed and not final.result('publish')['changed'], final
+
+
+def test_large_blobs_go_without_an_archive_and_a_local_connection_reads_the_layout(
+        sshd, layouts, public_tmp_path, run_playbook, tmp_path):
+    """Over ssh the big layer (30 MiB) is sent by itself from the layout's file and the rest in one small
+    archive; on a local connection nothing is transferred (the commit reads the layout and the kernel copies).
+    Same served tree, nothing left in the controller's temp directory."""
+    local_tmp = tmp_path / 'controller-tmp'
+    local_tmp.mkdir()
+    env = {'ANSIBLE_LOCAL_TEMP': str(local_tmp)}
+    blobs = layout_blobs(layouts.big, layout_tags(layouts.big))
+    large = [b for b in blobs if b['size'] >= 8 * 1024 * 1024]
+    assert len(large) == 1, large
+    roots, steps = {}, {}
+    for connection, inventory, root in (('ssh', sshd.inventory(), sshd.make_webroot()),
+                                        ('local', local_inventory(), os.path.join(public_tmp_path, 'local'))):
+        task = publish_task(src=layouts.big, name='example.com/app', root=root)
+        first = run_playbook(play(task), inventory=inventory, env=env, verbosity=3)
+        assert not first.failed, first
+        assert first.result('publish')['blobs_sent'] == len(blobs)
+        steps[connection] = [line for line in first.stdout.splitlines() if 'transfer' in line and 'publish_layout:' in line]
+        again = run_playbook(play(task), inventory=inventory, env=env)
+        assert not again.failed and not again.result('publish')['changed'], again
+        roots[connection] = root
+    assert 'transferring %d blobs' % len(blobs) in steps['ssh'][0] and '1 files, 1 archives' in steps['ssh'][0], steps
+    assert 'a local connection reads the layout' in steps['local'][0], steps
+    trees = dict((connection, dict((path, (mode, content)) for path, (mode, dummy_uid, content)
+                                   in served_state(root).items())) for connection, root in roots.items())
+    assert trees['ssh'] == trees['local']      # paths, modes, contents (the owners are the two users)
+    big_key = 'oci-cas/sha256/%s/%s' % (large[0]['digest'][7:9], large[0]['digest'][7:])
+    assert served_state(roots['local'])[big_key][2] == large[0]['digest'][7:]
+    assert [name for name in os.listdir(str(local_tmp)) if not name.startswith('ansible-local-')] == []
+    assert all(os.listdir(os.path.join(str(local_tmp), name)) == [] for name in os.listdir(str(local_tmp)))

@@ -470,3 +470,44 @@ def test_root_given_as_a_symlink_is_resolved_once(tmp_path):
         store.put_blob(key, io.BytesIO(data), digest_of(data), len(data))
         assert store.stat([key]) == {key: len(data)}
     assert (real / key).read_bytes() == data
+
+
+def test_put_blobs_is_all_or_nothing(tmp_path):
+    """One blob that does not match: none of the batch is published, even those verified before it."""
+    from ansible_collections.oci.discovery.plugins.module_utils._commit import StreamBlobs
+    root = str(tmp_path / 'site')
+    blobs = [{'key': 'good', 'digest': digest_of(b'ok'), 'size': 2, 'mediaType': 'x'},
+             {'key': 'bad', 'digest': digest_of(b'OK'), 'size': 2, 'mediaType': 'x'}]
+    with WebRootStore(root) as store:
+        with pytest.raises(VerificationError, match=r'blob sha256:\w+ \(for %s\): digest mismatch' % os.path.join(root, 'bad')):
+            store.put_blobs(blobs, StreamBlobs([(blobs[0]['digest'], io.BytesIO(b'ok')),
+                                                (blobs[1]['digest'], io.BytesIO(b'no'))]))
+        assert served_files(root) == []
+        assert os.listdir(store._run_dir) == []
+
+
+@pytest.mark.parametrize('content, message', [(b'layer data, one byte more', 'expected 24 bytes, got more'),
+                                              (b'layer data, one byte', 'expected 24 bytes, got 20'),
+                                              (b'layer data, wrong bytes!', 'digest mismatch')])
+def test_put_blob_from_a_regular_file_is_copied_by_the_kernel_and_verified(tmp_path, content, message):
+    """From a file (the layout's, or one sent to the host) the copy is the kernel's; the copy is what is verified."""
+    from ansible_collections.oci.discovery.plugins.module_utils._digests import copy_range_verified
+    good = b'layer data, right bytes!'
+    source = tmp_path / 'blob'
+    source.write_bytes(good)
+    root = str(tmp_path / 'site')
+    with WebRootStore(root) as store:
+        with open(str(source), 'rb', buffering=0) as f:
+            assert store.put_blob('oci-cas/good', f, digest_of(good), len(good)) == len(good)
+        source.write_bytes(content)
+        with open(str(source), 'rb', buffering=0) as f:
+            with pytest.raises(VerificationError, match=message):
+                store.put_blob('oci-cas/bad', f, digest_of(good), len(good))
+    assert served_files(root) == ['oci-cas/good']
+    with open(os.path.join(root, 'oci-cas', 'good'), 'rb') as f:
+        assert f.read() == good
+    out = tmp_path / 'copy'
+    with open(str(source), 'rb') as src, open(str(out), 'w+b') as dst:   # this file system lets the kernel copy
+        with pytest.raises(VerificationError):
+            copy_range_verified(src.fileno(), dst.fileno(), digest_of(good), len(good), 'test')
+        assert out.read_bytes() == content[:len(good) + 1]

@@ -19,9 +19,11 @@ DIGEST = 'sha256:' + hashlib.sha256(BLOB).hexdigest()
 KEY = 'oci-cas/sha256/%s/%s' % (DIGEST[7:9], DIGEST[7:])
 
 
-def params(root, phase, request, archive=None):
+def params(root, phase, request, archive=None, deliver=None):
+    if archive is not None:
+        deliver = {'archives': [archive]}
     return {'root': str(root), 'mode': '0644', 'directory_mode': '0755', 'owner': None, 'group': None,
-            '_phase': phase, '_request': request, '_archive': archive}
+            '_phase': phase, '_request': request, '_deliver': deliver}
 
 
 def probe_request(read=('oci-index/app',)):
@@ -111,3 +113,96 @@ def test_the_direct_program_reports_a_broken_archive_by_name(tmp_path):
     result = run_bare_python(_direct_program(params(tmp_path / 'site', 'commit', commit_request(), str(archive))))
     assert result['failed'] and str(archive) in result['msg']
     assert not (tmp_path / 'site' / KEY).exists()
+
+
+# -- how blobs arrive: in place from the layout (local connection), as files of their own, in archives ---------
+
+def _layout_with_blobs(tmp_path):
+    """A layout holding a layer of 3 MiB and a small one; (layout root, the commit request sending both)."""
+    from layout_builder import LayoutBuilder
+    builder = LayoutBuilder(tmp_path / 'layout')
+    large = builder.blob(os.urandom(3 * 1024 * 1024))
+    small = builder.blob(b'a small layer')
+    builder.save()
+    request = commit_request()
+    site = SiteLayout('cas_bucket', 'example.com/app')
+    request['send'] = [dict(desc, key=site.blob_key(desc['digest'])) for desc in (large, small)]
+    return builder, request
+
+
+def _served(root):
+    """{relative path: sha256} of the files a web server would serve (the store's state left out)."""
+    found = {}
+    for dirpath, dirnames, filenames in os.walk(str(root)):
+        dirnames[:] = [d for d in dirnames if d != '.oci-discovery']
+        for name in filenames:
+            with open(os.path.join(dirpath, name), 'rb') as f:
+                found[os.path.relpath(os.path.join(dirpath, name), str(root))] = hashlib.sha256(f.read()).hexdigest()
+    return found
+
+
+def _sent_copy(builder, desc, directory, data=None):
+    """A copy of a blob as the connection's file transfer leaves it in the host's temp directory."""
+    path = directory / desc['digest'].replace(':', '-')
+    with open(builder.path(desc), 'rb') as f:
+        path.write_bytes(f.read() if data is None else data)
+    return str(path)
+
+
+def test_blobs_in_place_as_files_or_in_an_archive_make_the_same_tree(tmp_path):
+    builder, request = _layout_with_blobs(tmp_path)
+    large, small = request['send']
+    sent = tmp_path / 'sent'
+    sent.mkdir()
+    archive = sent / 'small.tar'
+    with open(archive, 'wb') as handle:
+        write_blob_archive(handle, [small], lambda digest: open(builder.path(digest), 'rb'))
+    ways = {
+        'in place': {'layout': builder.root},
+        'file and archive': {'files': {large['digest']: _sent_copy(builder, large, sent)}, 'archives': [str(archive)]},
+        'one archive': None,
+    }
+    whole = sent / 'whole.tar'
+    with open(whole, 'wb') as handle:
+        write_blob_archive(handle, request['send'], lambda digest: open(builder.path(digest), 'rb'))
+    ways['one archive'] = {'archives': [str(whole)]}
+    trees = {}
+    for way, deliver in ways.items():
+        root = tmp_path / way.replace(' ', '-')
+        result = run_phase(params(root, 'commit', request, deliver=deliver))
+        assert result['changed'] and result['done']['sent'] == 2, way
+        trees[way] = _served(root)
+    assert trees['in place'] == trees['file and archive'] == trees['one archive']
+    assert trees['in place'][large['key']] == large['digest'][7:]
+    assert not os.path.exists(ways['file and archive']['files'][large['digest']])   # read, then removed
+    with open(builder.path(large), 'rb') as f:     # the layout's own file is left alone
+        assert 'sha256:' + hashlib.sha256(f.read()).hexdigest() == large['digest']
+
+
+def test_a_corrupt_blob_arriving_is_refused_and_nothing_is_committed(tmp_path):
+    """The controller does not hash what it sends: the host does, and commits nothing unless every blob matches."""
+    builder, request = _layout_with_blobs(tmp_path)
+    large, small = request['send']
+    sent = tmp_path / 'sent'
+    sent.mkdir()
+    corrupt = bytearray(open(builder.path(large), 'rb').read())
+    corrupt[-1] ^= 0xff      # same size, one bit flipped near the end
+    request['send'] = [small, large]     # the good blob is verified first, and still not committed
+    archive = sent / 'small.tar'
+    with open(archive, 'wb') as handle:
+        write_blob_archive(handle, [small], lambda digest: open(builder.path(digest), 'rb'))
+    deliver = {'files': {large['digest']: _sent_copy(builder, large, sent, bytes(corrupt))}, 'archives': [str(archive)]}
+    root = tmp_path / 'site'
+    out = io.StringIO()
+    result = run_direct(params(root, 'commit', request, deliver=deliver), out=out)
+    assert result['failed'] and not result['changed']
+    assert large['digest'] in result['msg'] and 'digest mismatch' in result['msg'] and 'nothing was committed' in result['msg']
+    assert _served(root) == {}
+    assert os.listdir(str(root / '.oci-discovery' / 'tmp')) == []     # the staged copies are gone too
+
+    # The same with the layout read in place (a local connection) and its file corrupted there.
+    with open(builder.path(large), 'wb') as f:
+        f.write(bytes(corrupt))
+    result = run_direct(params(root, 'commit', request, deliver={'layout': builder.root}), out=io.StringIO())
+    assert result['failed'] and large['digest'] in result['msg'] and 'nothing was committed' in result['msg']
+    assert _served(root) == {}
