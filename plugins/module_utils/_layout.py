@@ -9,7 +9,9 @@ regular file inside the layout (a symlink leading out of it, for example),
 and checks the descriptor it opened, not just the name: the file read is the
 file checked. The layout is trusted, so links inside it are followed.
 ``walk`` follows nested indexes and manifests; ``validate`` verifies the size
-and digest of every reachable blob, reading each byte once.
+and digest of every reachable blob, reading each byte once, and only the
+blobs that changed since a previous run verified them (``_record``: a record
+per layout in the user's cache directory, keyed like git's index).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -23,6 +25,7 @@ from ansible_collections.oci.discovery.plugins.module_utils._digests import (
 from ansible_collections.oci.discovery.plugins.module_utils._documents import (
     INDEX_TYPES, MANIFEST_TYPES, REF_NAME, DocumentError, index_entries, load_json,
     validate_descriptor, validate_index, validate_manifest)
+from ansible_collections.oci.discovery.plugins.module_utils._record import layout_record
 from ansible_collections.oci.discovery.plugins.module_utils._spec import (
     LAYOUT_VERSION, MAX_DOCUMENT_BYTES, MAX_INDEX_BYTES)
 
@@ -278,8 +281,14 @@ class Layout:
     def validate(self, tags=None):
         """Verify every blob reachable from ``tags`` (default: all of index.json).
 
-        Returns ``{'blobs': count, 'bytes': total size}``. Each blob is hashed
-        once; a blob already verified by this object is not read again.
+        Returns ``{'blobs': count, 'bytes': total size, 'hashed': count}``. Each
+        blob is hashed at most once; a blob already verified by this object, or
+        recorded as verified with the ``fstat`` its file still has (``_record``),
+        is not read again (``hashed`` counts the blobs read). The record is held
+        locked meanwhile: concurrent validations of one layout (a play's forks)
+        wait for the first and then find its blobs recorded (blobs written
+        less than a second ago are not recorded, and read after the lock is
+        released).
         """
         if tags is None:
             roots = list(self.index['manifests'])
@@ -287,19 +296,32 @@ class Layout:
             if isinstance(tags, str):
                 tags = [tags]
             roots = [desc for tag in tags for desc in self.descriptors(tag)]
-        total = 0
         blobs = self.walk(roots)
-        for desc in blobs:
-            digest = desc['digest']
-            if digest not in self._verified:
-                try:
-                    with self.open_blob(digest) as f:
-                        verify_fileobj(f, digest, desc['size'], what=self._location(digest)[1])
-                except VerificationError as e:
-                    raise LayoutError(str(e))
-                self._verified.add(digest)
-            total += desc['size']
-        return {'blobs': len(blobs), 'bytes': total}
+        young = []
+        with layout_record(self._real_root) as record:
+            for desc in blobs:
+                if self._verify_blob(desc, record, young=False) == 'young':
+                    young.append(desc)
+        for desc in young:      # written a moment ago: not recorded; read outside the lock
+            self._verify_blob(desc, record)
+        return {'blobs': len(blobs), 'bytes': sum(desc['size'] for desc in blobs), 'hashed': record.hashed}
+
+    def _verify_blob(self, desc, record, young=True):
+        """``Record.verify`` of one blob, unless this object verified it already (``'trusted'``)."""
+        digest = desc['digest']
+        if digest in self._verified:
+            return 'trusted'
+        what = self._location(digest)[1]
+        try:
+            with self.open_blob(digest) as f:
+                outcome = record.verify(digest, f, lambda fileobj: verify_fileobj(
+                    fileobj, digest, desc['size'], what=what), young=young)
+        except VerificationError as e:
+            record.forget(digest)
+            raise LayoutError(str(e))
+        if outcome != 'young':
+            self._verified.add(digest)
+        return outcome
 
 
 def _load_json(data, what):
