@@ -79,6 +79,7 @@ class Layout:
         self._real_root = os.path.realpath(self.root)
         self._documents = {}    # digest -> parsed manifest/index, verified when read
         self._verified = set()  # digests whose blob was verified
+        self.hashed = 0         # blobs validate read and hashed (the others were recorded unchanged)
         if not os.path.isdir(self.root):
             raise LayoutError('%s: not a directory, so not an OCI image layout' % self.root)
         self._check_header()
@@ -281,10 +282,10 @@ class Layout:
     def validate(self, tags=None):
         """Verify every blob reachable from ``tags`` (default: all of index.json).
 
-        Returns ``{'blobs': count, 'bytes': total size, 'hashed': count}``. Each
-        blob is hashed at most once; a blob already verified by this object, or
-        recorded as verified with the ``fstat`` its file still has (``_record``),
-        is not read again (``hashed`` counts the blobs read). The record is held
+        Returns ``{'blobs': count, 'bytes': total size}``. Each blob is hashed
+        at most once; a blob already verified by this object, or recorded as
+        verified with the ``fstat`` its file still has (``_record``), is not
+        read again (``hashed`` counts the blobs read). The record is held
         locked meanwhile: concurrent validations of one layout (a play's forks)
         wait for the first and then find its blobs recorded (blobs written
         less than a second ago are not recorded, and read after the lock is
@@ -304,7 +305,8 @@ class Layout:
                     young.append(desc)
         for desc in young:      # written a moment ago: not recorded; read outside the lock
             self._verify_blob(desc, record)
-        return {'blobs': len(blobs), 'bytes': sum(desc['size'] for desc in blobs), 'hashed': record.hashed}
+        self.hashed += record.hashed
+        return {'blobs': len(blobs), 'bytes': sum(desc['size'] for desc in blobs)}
 
     def _verify_blob(self, desc, record, young=True):
         """``Record.verify`` of one blob, unless this object verified it already (``'trusted'``)."""
@@ -314,7 +316,7 @@ class Layout:
         what = self._location(digest)[1]
         try:
             with self.open_blob(digest) as f:
-                outcome = record.verify(digest, f, lambda fileobj: verify_fileobj(
+                outcome = record.verify(digest, digest, f, lambda fileobj: verify_fileobj(
                     fileobj, digest, desc['size'], what=what), young=young)
         except VerificationError as e:
             record.forget(digest)

@@ -3,9 +3,10 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Records of verified blobs: hash a file once, and again only when it changed.
 
-A record maps a blob's digest to what ``fstat`` said of the file whose bytes
-were verified against it: ``(device, inode, size, mtime_ns, ctime_ns)``, as
-git's index does for a work tree. A file whose ``fstat`` still says exactly
+A record maps a file's name (a layout's blob: its digest; a store's: its key)
+to what ``fstat`` said of the file whose bytes were verified, and the digest
+they were verified against: ``(device, inode, size, mtime_ns, ctime_ns,
+digest)``, as git's index does for a work tree. A file whose ``fstat`` still says exactly
 that is trusted without reading it; anything else (rewritten in place, even
 with its size and mtime restored, since that changes its ctime; replaced by
 another file, another inode) is hashed again. A record is a cache: losing
@@ -61,8 +62,8 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
 _FILE_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
 
 
-def _key(st):
-    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+def _key(st, digest):
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, digest]
 
 
 def _private(st, kind):
@@ -71,7 +72,7 @@ def _private(st, kind):
 
 
 class Record:
-    """The entries of one record: ``trusts(digest, st)``, ``add(digest, st)``."""
+    """The entries of one record: ``trusts(name, digest, st)``, ``add(name, digest, st)``."""
 
     def __init__(self, entries=None, persistent=False):
         self.entries = dict(entries or {})
@@ -79,41 +80,46 @@ class Record:
         self.changed = False
         self.hashed = 0                 # files read since the record was opened
 
-    def trusts(self, digest, st):
-        """Whether the file with this ``fstat`` was verified as ``digest`` and has not changed since."""
-        return self.entries.get(digest) == _key(st)
+    def trusts(self, name, digest, st):
+        """Whether the file ``name`` with this ``fstat`` was verified as ``digest`` and has not changed since."""
+        return self.entries.get(name) == _key(st, digest)
 
-    def add(self, digest, st, started_ns=None):
-        """Record that the file with this ``fstat`` holds ``digest``, verified from a read that began at
+    def add(self, name, digest, st, started_ns=None):
+        """Record that the file ``name`` with this ``fstat`` holds ``digest``, verified from a read that began at
         ``started_ns`` (``time.time_ns()``); None: the bytes are known otherwise (this process wrote them).
 
         A file whose timestamps are not SETTLE_NS older than the read is not recorded (see the module
         docstring)."""
         if started_ns is not None and not settled(st, started_ns):
             return
-        key = _key(st)
-        if self.entries.get(digest) != key:
-            self.entries[digest] = key
+        key = _key(st, digest)
+        if self.entries.get(name) != key:
+            self.entries[name] = key
             self.changed = True
 
-    def verify(self, digest, fileobj, check, young=True):
+    def verify(self, name, digest, fileobj, check, young=True):
         """Trust the open ``fileobj`` as ``digest`` if recorded unchanged, else ``check(fileobj)`` (which
         raises on a mismatch) and record it: ``'trusted'`` or ``'hashed'``. A file too young to be recorded
         (``settled``) is left unread with ``young=False``: ``'young'``, for the caller to check later."""
         st = os.fstat(fileobj.fileno())
-        if self.trusts(digest, st):
+        if self.trusts(name, digest, st):
             return 'trusted'
         if not young and not settled(st):
             return 'young'
         started = time.time_ns()
         check(fileobj)
         self.hashed += 1
-        self.add(digest, st, started)
+        self.add(name, digest, st, started)
         return 'hashed'
 
-    def forget(self, digest):
-        if self.entries.pop(digest, None) is not None:
+    def forget(self, name):
+        if self.entries.pop(name, None) is not None:
             self.changed = True
+
+
+def entry_matches(st, entry):
+    """Whether a record's ``entry`` still describes the file with this ``fstat`` (for ``still_valid``)."""
+    return _key(st, entry[5]) == entry
 
 
 def settled(st, now_ns=None):
@@ -142,8 +148,9 @@ def _load(dir_fd, name, identity):
     blobs = data.get('blobs')
     if not isinstance(blobs, dict):
         return {}
-    return dict((digest, key) for digest, key in blobs.items()
-                if isinstance(key, list) and len(key) == 5 and all(isinstance(n, int) for n in key))
+    return dict((name, key) for name, key in blobs.items()
+                if isinstance(key, list) and len(key) == 6 and all(isinstance(n, int) for n in key[:5])
+                and isinstance(key[5], str))
 
 
 def _save(dir_fd, name, identity, entries):
@@ -175,13 +182,13 @@ def _save(dir_fd, name, identity, entries):
 
 @contextlib.contextmanager
 def recorded(dir_fd, name, identity, still_valid=None):
-    """The ``Record`` kept as ``name`` in the directory ``dir_fd`` (a private directory of this user;
-    None: a record kept in memory only), locked (``name.lock``, exclusive) for the block, saved when it
-    changed. ``identity`` (JSON-safe) must match the stored one; ``still_valid(digest, key)``, when given,
-    drops entries the block did not look at whose file is gone or changed, so a record does not grow
-    forever. Nothing here raises for a record that cannot be used."""
+    """The ``Record`` kept as ``name`` in the directory ``dir_fd``, locked (``name.lock``, exclusive) for
+    the block, saved when it changed; a record in memory only when ``dir_fd`` is None or not a private
+    directory of this user (``private``). ``identity`` (JSON-safe) must match the stored one;
+    ``still_valid(name, entry)``, when given, drops entries whose file is gone or changed when the record
+    is saved, so a record does not grow forever. Nothing here raises for a record that cannot be used."""
     lock = None
-    if dir_fd is not None:
+    if dir_fd is not None and private(dir_fd):
         try:
             lock = os.open(name + '.lock', os.O_RDWR | os.O_CREAT | _FILE_FLAGS, 0o600, dir_fd=dir_fd)
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -197,9 +204,9 @@ def recorded(dir_fd, name, identity, still_valid=None):
         finally:    # also after an error: what was verified before it stays recorded
             if lock is not None:
                 if still_valid is not None:
-                    for digest, key in before.items():
-                        if record.entries.get(digest) == key and not still_valid(digest, key):
-                            record.forget(digest)
+                    for entry_name, key in before.items():
+                        if record.entries.get(entry_name) == key and not still_valid(entry_name, key):
+                            record.forget(entry_name)
                 if record.changed:
                     _save(dir_fd, name, identity, record.entries)
     finally:
@@ -207,9 +214,17 @@ def recorded(dir_fd, name, identity, still_valid=None):
             os.close(lock)
 
 
+def private(dir_fd):
+    """Whether the open directory is this user's and no one else may write in it."""
+    try:
+        return _private(os.fstat(dir_fd), stat.S_ISDIR)
+    except OSError:
+        return False
+
+
 def private_dir(path, create=True):
-    """A descriptor of the directory ``path`` if it is this user's and no one else may write it (created
-    0700 with its missing parents when ``create``); None otherwise."""
+    """A descriptor of the directory ``path`` if it is ``private`` (created 0700 with its missing parents
+    when ``create``); None otherwise."""
     try:
         fd = os.open(path, _DIR_FLAGS)
     except OSError as e:
@@ -220,11 +235,8 @@ def private_dir(path, create=True):
         except OSError:
             return None
         return private_dir(path, False)
-    try:
-        if _private(os.fstat(fd), stat.S_ISDIR):
-            return fd
-    except OSError:
-        pass
+    if private(fd):
+        return fd
     os.close(fd)
     return None
 
@@ -255,7 +267,8 @@ def layout_record(real_root):
     def still_valid(digest, key):
         algorithm, dummy, encoded = digest.partition(':')
         try:
-            return _key(os.stat(os.path.join(real_root, 'blobs', algorithm, encoded), follow_symlinks=False)) == key
+            return entry_matches(os.stat(os.path.join(real_root, 'blobs', algorithm, encoded),
+                                         follow_symlinks=False), key)
         except (OSError, ValueError):
             return False
 
@@ -267,4 +280,5 @@ def layout_record(real_root):
             os.close(fd)
 
 
-__all__ = ['Record', 'SETTLE_NS', 'cache_dir', 'layout_record', 'private_dir', 'recorded', 'settled']
+__all__ = ['Record', 'SETTLE_NS', 'cache_dir', 'entry_matches', 'layout_record', 'private', 'private_dir', 'recorded',
+           'settled']
