@@ -8,13 +8,17 @@ host that fails (its sshd stopped, its disk full) is named in the play's results
 complete.
 """
 import hashlib
+import json
 import os
 import re
+import signal
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
+from rig.procs import free_port
 from rig.sshd import Sshd
 
 STATE_DIR = '.oci-discovery'
@@ -104,3 +108,62 @@ def test_one_layout_to_three_hosts_one_down_one_full(fleet, layout_copy, run_pla
     for sshd, root in zip(fleet, roots):
         assert all(os.stat(os.path.join(dirpath, name)).st_uid == sshd.uid
                    for dirpath, dummy, names in os.walk(root) for name in names)
+
+
+def _stop_nginx(pid_file):
+    try:
+        with open(pid_file) as f:
+            pid = int(f.read().strip())
+        os.kill(pid, signal.SIGTERM)
+    except (OSError, ValueError):
+        return
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_rolling_publish_with_the_role_one_host_at_a_time(fleet, layouts, run_playbook):
+    hosts = fleet[:2]
+    for sshd in hosts:
+        if sshd.service is None:
+            sshd.start()
+    inventory = {'all': {'hosts': {}}}
+    pid_files, ports = [], []
+    for i, sshd in enumerate(hosts):
+        prefix = os.path.join(sshd.make_webroot('fleet-nginx'), 'nginx')
+        port = free_port()
+        ports.append(port)
+        pid_files.append(os.path.join(prefix, 'logs', 'nginx.pid'))
+        inventory['all']['hosts']['web%d' % (i + 1)] = dict(
+            sshd.host_vars(), nginx_publisher_prefix=prefix, nginx_publisher_listen_http=['127.0.0.1:%d' % port],
+            nginx_publisher_listen_https=[],
+            nginx_publisher_sites=[{'server_name': 'localhost', 'root': sshd.make_webroot('fleet-site'),
+                                    'images': [{'name': 'localhost/app', 'src': layouts.family}]}])
+    extra = {'provision_publisher_hosts': 'all', 'provision_publisher_become': False,
+             'nginx_publisher_install': False, 'provision_publisher_serial': 1}
+    try:
+        result = run_playbook("- ansible.builtin.import_playbook: oci.discovery.provision_publisher\n",
+                              inventory=inventory, extra_vars=extra)
+        assert not result.failed, result
+        batches = [sorted(set(host for task in play['tasks'] for host in task['hosts'])) for play in result.plays]
+        assert batches == [['web1'], ['web2']]          # one host at a time
+        bodies = []
+        for port in ports:
+            with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+                    'http://127.0.0.1:%d/oci-index/app' % port, timeout=10) as response:
+                assert response.status == 200
+                bodies.append(response.read())
+        # the same entries (their casEngines name each host's own port)
+        digests = [[entry['digest'] for entry in json.loads(body)['manifests']] for body in bodies]
+        assert digests[0] and digests[0] == digests[1]
+        again = run_playbook("- ansible.builtin.import_playbook: oci.discovery.provision_publisher\n",
+                             inventory=inventory, extra_vars=extra)
+        assert not again.failed and again.changed_count == 0, again
+    finally:
+        for pid_file in pid_files:
+            _stop_nginx(pid_file)
