@@ -79,6 +79,9 @@ def targets(results):
                 measured = ('%.1f MB (%s)' % (found['top'][0][0], found['top'][0][1])) if found['ok'] and found['top'] \
                     else 'failed: %s' % found['reason']
                 rows.append(('memory', 'publishing it (%s): every process < 150 MB' % store, measured, ok))
+    if results.get('fleet'):
+        from benchmarks import fleet
+        rows += fleet.targets(results['fleet'])
     return rows
 
 
@@ -220,6 +223,9 @@ def markdown(results, chart_name='ratios.png'):
     if results.get('pull'):
         from benchmarks import pull
         lines += pull.markdown_section(results['pull'])
+    if results.get('fleet'):
+        from benchmarks import fleet
+        lines += fleet.markdown_section(results['fleet'])
     lines += ['## How it is measured', ''] + ['* ' + item for item in METHOD] + ['']
     return '\n'.join(lines)
 
