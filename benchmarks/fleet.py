@@ -29,8 +29,6 @@ __metaclass__ = type
 
 import argparse
 import datetime
-import hashlib
-import json
 import os
 import shutil
 import sys
@@ -42,23 +40,6 @@ HOSTS = 4
 NAME = 'example.test/fleet/app'
 SSH_ARGS = '-o ControlMaster=auto -o ControlPersist=60s'
 CASES = (('one', '1 host'), ('four', '4 hosts, forks 4'), ('four_nocache', '4 hosts, forks 4, no record'))
-STATE_DIR = '.oci-discovery'
-
-
-def served_tree(root):
-    """{relative path: sha256} of the files a web server serves from ``root``."""
-    tree = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        if dirpath == root and STATE_DIR in dirnames:
-            dirnames.remove(STATE_DIR)
-        for name in filenames:
-            path = os.path.join(dirpath, name)
-            digest = hashlib.sha256()
-            with open(path, 'rb') as f:
-                for chunk in iter(lambda: f.read(1024 * 1024), b''):
-                    digest.update(chunk)
-            tree[os.path.relpath(path, root)] = digest.hexdigest()
-    return tree
 
 
 class Fleet(object):
@@ -123,6 +104,7 @@ def _results(outcome):
 
 def run(workdir, runs=3, local_mib=1024, log=print):
     from rig import layouts
+    from rig.published import served_tree
     layout = layouts.cached_layouts(('big',)).big
     out = {'runs': runs, 'hosts': HOSTS, 'cells': dict((key, {'first': [], 'noop': []}) for key, dummy in CASES),
            'floor': [], 'identical_trees': None, 'load_start': os.getloadavg()[0]}
@@ -180,6 +162,7 @@ def run(workdir, runs=3, local_mib=1024, log=print):
 
 def _one_host_down(fleet, workdir, log):
     """web4's sshd stopped: the four-host play into new roots; who completed, who was named."""
+    from rig.published import served_tree
     down = fleet.sshds[-1]
     down.stop()
     roots = fleet.roots(HOSTS - 1)
@@ -320,16 +303,7 @@ def main(argv=None):
         print('%-12s %-56s %-44s %s' % (area, target, measured, {True: 'met', False: 'MISSED', None: '-'}[ok]))
     if not args.no_write:
         from benchmarks import report
-        from benchmarks.__main__ import RESULTS_DIR
-        path = os.path.join(RESULTS_DIR, 'results.json')
-        with open(path) as handle:
-            results = json.load(handle)
-        results['fleet'] = out
-        with open(path, 'w') as handle:
-            json.dump(results, handle, indent=1, sort_keys=True, default=str)
-        with open(os.path.join(RESULTS_DIR, 'RESULTS.md'), 'w') as handle:
-            handle.write(report.markdown(results))
-        print('bench: fleet results merged into %s and RESULTS.md' % path)
+        print('bench: fleet results merged into %s and RESULTS.md' % report.merge('fleet', out))
     return 0
 
 

@@ -192,6 +192,21 @@ def _memory_section(out):
     return lines
 
 
+def merge(key, out):
+    """Put one scenario's results (a scenario run alone) into results.json and rewrite RESULTS.md; the json's path."""
+    import json
+    from benchmarks.__main__ import RESULTS_DIR
+    path = os.path.join(RESULTS_DIR, 'results.json')
+    with open(path) as handle:
+        results = json.load(handle)
+    results[key] = out
+    with open(path, 'w') as handle:
+        json.dump(results, handle, indent=1, sort_keys=True, default=str)
+    with open(os.path.join(RESULTS_DIR, 'RESULTS.md'), 'w') as handle:
+        handle.write(markdown(results))
+    return path
+
+
 def markdown(results, chart_name='ratios.png'):
     meta = results['meta']
     lines = ['# oci.discovery benchmarks', '',

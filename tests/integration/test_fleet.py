@@ -7,7 +7,6 @@ locked while the first fork hashes); every host that can be reached ends with th
 host that fails (its sshd stopped, its disk full) is named in the play's results while the others
 complete.
 """
-import hashlib
 import json
 import os
 import re
@@ -19,9 +18,9 @@ import urllib.request
 import pytest
 
 from rig.procs import free_port
+from rig.published import served_tree
 from rig.sshd import Sshd
 
-STATE_DIR = '.oci-discovery'
 USERS = ('ocifleet1', 'ocifleet2', 'ocifleet3')
 NAME = 'example.com/fleet/app'
 
@@ -36,19 +35,6 @@ def fleet():
     finally:
         for listener in listeners:
             listener.stop()
-
-
-def served_tree(root):
-    """{relative path: sha256} of the files a web server serves (the private state left out)."""
-    tree = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        if dirpath == root and STATE_DIR in dirnames:
-            dirnames.remove(STATE_DIR)
-        for name in filenames:
-            path = os.path.join(dirpath, name)
-            with open(path, 'rb') as f:
-                tree[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
-    return tree
 
 
 def inventory(fleet, roots):
