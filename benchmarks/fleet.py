@@ -185,8 +185,8 @@ def _one_host_down(fleet, workdir, log):
         if host != fleet.hosts[-1]:
             procs.remove_workdir(root)
     shutil.rmtree(cache, ignore_errors=True)
-    log('  web4 down: %.2f s, completed %s, unreachable %s' % (found['seconds'], ', '.join(found['completed']),
-                                                              ', '.join(found['unreachable'])))
+    log('  web4 down: %.2f s, completed %s, unreachable %s'
+        % (found['seconds'], ', '.join(found['completed']), ', '.join(found['unreachable'])))
     return found
 
 
@@ -279,7 +279,7 @@ def markdown_section(out):
         lines += ['Local web root (local connection), a layout with one %d MiB layer: first publish %s s; no-change '
                   're-run %s s with the record, %s s without (every blob hashed, the behaviour before); Ansible\'s '
                   'ping %s s.' % (local['size_mib'], fmt_s(local['first']), fmt_s(local['record_median']),
-                                 fmt_s(local['no_record_median']), fmt_s(local['floor_median'])), '']
+                                  fmt_s(local['no_record_median']), fmt_s(local['floor_median'])), '']
     return lines
 
 

@@ -44,9 +44,9 @@ description:
     written. A blob that a previous run verified is not hashed again while its file's device, inode,
     size, mtime and ctime are unchanged (a record per layout in C($XDG_CACHE_HOME/oci-discovery/), default
     C(~/.cache), used only when it is the controller user's own and no one else can write it), so a
-    re-run costs what changed, and one play publishing a layout to many hosts hashes it once. Bad input (a broken layout, a name that would escape the site root, an existing index
-    that is not a valid image index, a template that does not lead to the site) changes nothing on
-    the target.
+    re-run costs what changed, and one play publishing a layout to many hosts hashes it once.
+    Bad input (a broken layout, a name that would escape the site root, an existing index that is
+    not a valid image index, a template that does not lead to the site) changes nothing on the target.
   - Write the well-known document that makes the host's names discoverable with
     M(oci.discovery.ref_engines).
   - The site keeps private state in C(.oci-discovery/) under O(root) (lock files, staging area);

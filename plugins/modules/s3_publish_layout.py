@@ -41,7 +41,7 @@ description:
     publishers of different tags of one family at the same time both get their tags in. See
     O(conditional_writes) for stores without conditional writes.
   - The layout is validated (every blob reachable from the chosen tags is hashed, except blobs a
-    previous run verified whose file's device, inode, size, mtime and ctime are unchanged: a record
+    previous run verified whose file's device, inode, size, mtime and ctime are unchanged, thanks to a record
     per layout in C($XDG_CACHE_HOME/oci-discovery/), as for M(oci.discovery.publish_layout)) and every
     document read and checked before anything is written. Bad input (a broken layout, a name that
     would escape the prefix, an existing index or well-known document that is not valid, a missing
