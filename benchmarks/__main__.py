@@ -10,7 +10,8 @@
 Scenarios (all by default): s3 (benchmarks/s3.py), ssh (benchmarks/ssh.py), resolve
 (benchmarks/resolve_requests.py, with the reference resolver when /work/notes/ref or
 --reference holds it), memory (benchmarks/memory.py), pull (benchmarks/pull.py, beside
-skopeo copy from Debian's docker-registry; also runs alone: python -m benchmarks.pull). Services come from the test rig
+skopeo copy from Debian's docker-registry; also runs alone: python -m benchmarks.pull), fleet (benchmarks/fleet.py:
+one layout to 4 sshd hosts; also runs alone: python -m benchmarks.fleet). Services come from the test rig
 (tests/rig: Ceph RGW, sshd, nginx) and are stopped at the end whatever happens.
 
 Results go to benchmarks/results/RESULTS.md, ratios.png (the chart) and results.json
@@ -33,7 +34,7 @@ import time
 from benchmarks import _common
 from benchmarks._common import REPO, procs
 
-SCENARIOS = ('s3', 'ssh', 'resolve', 'memory', 'pull')
+SCENARIOS = ('s3', 'ssh', 'resolve', 'memory', 'pull', 'fleet')
 RESULTS_DIR = os.path.join(REPO, 'benchmarks', 'results')
 DEFAULT_REFERENCE = '/work/notes/ref'
 
@@ -176,6 +177,10 @@ def main(argv=None):
             from benchmarks import pull
             print('== Pull: the big data set, oci.discovery.pull and skopeo copy; %d run(s)' % args.runs)
             results['pull'] = pull.run(workdir, runs=args.runs)
+        if 'fleet' in args.scenarios:
+            from benchmarks import fleet
+            print('== Fleet: the big data set to %d hosts, forks %d; %d run(s)' % (fleet.HOSTS, fleet.HOSTS, args.runs))
+            results['fleet'] = fleet.run(workdir, runs=args.runs)
     except KeyboardInterrupt:
         print('bench: interrupted; stopping the services')
         raise

@@ -245,16 +245,7 @@ def main(argv=None):
     print('\n'.join(markdown_section(out)))
     if not args.no_write:
         from benchmarks import report
-        from benchmarks.__main__ import RESULTS_DIR
-        path = os.path.join(RESULTS_DIR, 'results.json')
-        with open(path) as handle:
-            results = json.load(handle)
-        results['pull'] = out
-        with open(path, 'w') as handle:
-            json.dump(results, handle, indent=1, sort_keys=True, default=str)
-        with open(os.path.join(RESULTS_DIR, 'RESULTS.md'), 'w') as handle:
-            handle.write(report.markdown(results))
-        print('bench: pull results merged into %s and RESULTS.md' % path)
+        print('bench: pull results merged into %s and RESULTS.md' % report.merge('pull', out))
     return 0
 
 

@@ -79,6 +79,9 @@ def targets(results):
                 measured = ('%.1f MB (%s)' % (found['top'][0][0], found['top'][0][1])) if found['ok'] and found['top'] \
                     else 'failed: %s' % found['reason']
                 rows.append(('memory', 'publishing it (%s): every process < 150 MB' % store, measured, ok))
+    if results.get('fleet'):
+        from benchmarks import fleet
+        rows += fleet.targets(results['fleet'])
     return rows
 
 
@@ -189,6 +192,21 @@ def _memory_section(out):
     return lines
 
 
+def merge(key, out):
+    """Put one scenario's results (a scenario run alone) into results.json and rewrite RESULTS.md; the json's path."""
+    import json
+    from benchmarks.__main__ import RESULTS_DIR
+    path = os.path.join(RESULTS_DIR, 'results.json')
+    with open(path) as handle:
+        results = json.load(handle)
+    results[key] = out
+    with open(path, 'w') as handle:
+        json.dump(results, handle, indent=1, sort_keys=True, default=str)
+    with open(os.path.join(RESULTS_DIR, 'RESULTS.md'), 'w') as handle:
+        handle.write(markdown(results))
+    return path
+
+
 def markdown(results, chart_name='ratios.png'):
     meta = results['meta']
     lines = ['# oci.discovery benchmarks', '',
@@ -220,6 +238,9 @@ def markdown(results, chart_name='ratios.png'):
     if results.get('pull'):
         from benchmarks import pull
         lines += pull.markdown_section(results['pull'])
+    if results.get('fleet'):
+        from benchmarks import fleet
+        lines += fleet.markdown_section(results['fleet'])
     lines += ['## How it is measured', ''] + ['* ' + item for item in METHOD] + ['']
     return '\n'.join(lines)
 

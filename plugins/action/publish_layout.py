@@ -148,8 +148,9 @@ class _PhaseTarget:
 
     verifies_on_arrival = True
 
-    def __init__(self, action, options, task_vars):
+    def __init__(self, action, options, task_vars, layout=None):
         self.action = action
+        self.layout = layout
         self.options = options
         self.task_vars = task_vars
 
@@ -158,7 +159,9 @@ class _PhaseTarget:
 
     def probe(self, request, blobs=()):
         action = self.action
-        action._step('validating the layout and the options')
+        action._step('validating the layout and the options (%s)' % (
+            'no layout' if self.layout is None else '%d blob(s) hashed, the others recorded as verified and '
+            'unchanged since' % self.layout.hashed))
         probe = self._phase('probe', request, None)
         action._step('probing the site (%s; %.3f s of it on the target)' % (action._how, probe['seconds']))
         return probe['probe']
@@ -229,7 +232,7 @@ class ActionModule(ActionBase):
         request = _publish.Request(site, state=args['state'], tags=args['tags'], force=args['force'],
                                    prune=args['prune'], registry_view='files' if args['registry_view'] else None)
         layout = Layout(self._layout_path(args['src'])) if _publish.needs_layout(request, bool(args['src'])) else None
-        target = _PhaseTarget(self, dict((k, args[k]) for k in WEB_ROOT_OPTIONS), task_vars)
+        target = _PhaseTarget(self, dict((k, args[k]) for k in WEB_ROOT_OPTIONS), task_vars, layout)
         outcome = _publish.run(target, request, layout, check_mode=self._task.check_mode)
         result = dict(outcome.result)
         if self._task.diff:

@@ -6,7 +6,7 @@
 ``execute(store, plan, source)`` commits what ``_plan.make_plan`` decided:
 
 1. the blobs to send (``Store.put_blobs``: each verified on arrival, never
-   visible before it is complete), then the store's fixes of objects that
+   visible before it is complete, ``Store.remember``-ed as verified), then the store's fixes of objects that
    are there (``Store.fix``: S3 headers);
 2. the check that every blob the new entries reference is in the store with
    its size, or nothing else is written;
@@ -112,6 +112,7 @@ def execute(store, plan: dict, source=None) -> dict:
             if source is None:
                 raise PlanError('%d blob(s) to send but no source to read them from' % len(plan['send']))
             sent_bytes = store.put_blobs(plan['send'], source)
+            store.remember(plan['send'])
         store.fix(plan.get('fix') or [])
         delivered = source.delivered if source is not None else set()
         require = plan['require']

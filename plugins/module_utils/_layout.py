@@ -9,7 +9,9 @@ regular file inside the layout (a symlink leading out of it, for example),
 and checks the descriptor it opened, not just the name: the file read is the
 file checked. The layout is trusted, so links inside it are followed.
 ``walk`` follows nested indexes and manifests; ``validate`` verifies the size
-and digest of every reachable blob, reading each byte once.
+and digest of every reachable blob, reading each byte once, and only the
+blobs that changed since a previous run verified them (``_record``: a record
+per layout in the user's cache directory, keyed like git's index).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -17,12 +19,14 @@ __metaclass__ = type
 
 import os
 import stat
+import time
 
 from ansible_collections.oci.discovery.plugins.module_utils._digests import (
     CHUNK_SIZE, DigestError, VerificationError, Verifier, parse_digest, verify_fileobj)
 from ansible_collections.oci.discovery.plugins.module_utils._documents import (
     INDEX_TYPES, MANIFEST_TYPES, REF_NAME, DocumentError, index_entries, load_json,
     validate_descriptor, validate_index, validate_manifest)
+from ansible_collections.oci.discovery.plugins.module_utils._record import layout_record
 from ansible_collections.oci.discovery.plugins.module_utils._spec import (
     LAYOUT_VERSION, MAX_DOCUMENT_BYTES, MAX_INDEX_BYTES)
 
@@ -76,6 +80,7 @@ class Layout:
         self._real_root = os.path.realpath(self.root)
         self._documents = {}    # digest -> parsed manifest/index, verified when read
         self._verified = set()  # digests whose blob was verified
+        self.hashed = 0         # blobs validate read and hashed (the others were recorded unchanged)
         if not os.path.isdir(self.root):
             raise LayoutError('%s: not a directory, so not an OCI image layout' % self.root)
         self._check_header()
@@ -279,10 +284,15 @@ class Layout:
         """Verify every blob reachable from ``tags`` (default: all of index.json).
 
         Returns ``{'blobs': count, 'bytes': total size}``. Each blob is hashed
-        once; a blob already verified by this object is not read again. The
-        digests in ``skip`` are not hashed here (the caller has them verified
-        elsewhere: as they arrive at the target); manifests and indexes are
-        verified all the same, as the walk reads them.
+        at most once; a blob already verified by this object, or recorded as
+        verified with the ``fstat`` its file still has (``_record``), is not
+        read again (``hashed`` counts the blobs read). The digests in ``skip``
+        are not hashed here (the caller has them verified elsewhere: as they
+        arrive at the target); manifests and indexes are verified all the same,
+        as the walk reads them. The record is held locked meanwhile: concurrent
+        validations of one layout (a play's forks) wait for the first and then
+        find its blobs recorded (blobs written less than a second ago are not
+        recorded, and read after the lock is released).
         """
         if tags is None:
             roots = list(self.index['manifests'])
@@ -290,19 +300,70 @@ class Layout:
             if isinstance(tags, str):
                 tags = [tags]
             roots = [desc for tag in tags for desc in self.descriptors(tag)]
-        total = 0
         blobs = self.walk(roots)
-        for desc in blobs:
-            digest = desc['digest']
-            if digest not in self._verified and digest not in skip:
+        young = []
+        with layout_record(self._real_root) as record:
+            for desc in blobs:
+                if desc['digest'] in skip:
+                    continue
+                if self._verify_blob(desc, record, young=False) == 'young':
+                    young.append(desc)
+        for desc in young:      # written a moment ago: not recorded; read outside the lock
+            self._verify_blob(desc, record)
+        self.hashed += record.hashed
+        return {'blobs': len(blobs), 'bytes': sum(desc['size'] for desc in blobs)}
+
+    def stat_blobs(self, digests):
+        """``(time_ns, {digest: os.stat})`` of blob files about to be read by a target that verifies them.
+
+        Give it to ``record_arrived`` once the target has verified them all.
+        """
+        taken = time.time_ns()
+        stats = {}
+        for digest in digests:
+            try:
+                stats[digest] = os.stat(self._location(digest)[0])
+            except (OSError, LayoutError):
+                pass
+        return taken, stats
+
+    def record_arrived(self, taken):
+        """Record as verified the blobs of ``stat_blobs`` that a target verified on arrival.
+
+        Their bytes were checked there, so the files are recorded (``_record``) if they have not
+        changed since ``stat_blobs`` (same device, inode, size, mtime and ctime) and were settled
+        then: the next run does not hash them on the controller.
+        """
+        started, stats = taken
+        with layout_record(self._real_root) as record:
+            for digest, before in stats.items():
                 try:
-                    with self.open_blob(digest) as f:
-                        verify_fileobj(f, digest, desc['size'], what=self._location(digest)[1])
-                except VerificationError as e:
-                    raise LayoutError(str(e))
-                self._verified.add(digest)
-            total += desc['size']
-        return {'blobs': len(blobs), 'bytes': total}
+                    now = os.stat(self._location(digest)[0])
+                except OSError:
+                    continue
+                if _identity(now) == _identity(before):
+                    record.add(digest, digest, now, started)
+
+    def _verify_blob(self, desc, record, young=True):
+        """``Record.verify`` of one blob, unless this object verified it already (``'trusted'``)."""
+        digest = desc['digest']
+        if digest in self._verified:
+            return 'trusted'
+        what = self._location(digest)[1]
+        try:
+            with self.open_blob(digest) as f:
+                outcome = record.verify(digest, digest, f, lambda fileobj: verify_fileobj(
+                    fileobj, digest, desc['size'], what=what), young=young)
+        except VerificationError as e:
+            record.forget(digest)
+            raise LayoutError(str(e))
+        if outcome != 'young':
+            self._verified.add(digest)
+        return outcome
+
+
+def _identity(st):
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _load_json(data, what):

@@ -143,7 +143,8 @@ def probe_request(site: SiteLayout, ops: list, blobs=(), *, prune: bool = False,
             read.append(site.header_key)
     if well_known:
         read.append(WELL_KNOWN_KEY)
-    return {'site': site.to_dict() if site is not None else None, 'stat': [b['key'] for b in blobs],
+    return {'site': site.to_dict() if site is not None else None,
+            'blobs': [{'key': b['key'], 'digest': b['digest'], 'size': b['size']} for b in blobs],
             'read': read, 'ops': ops, 'force': bool(force),
             'prune': {'known': sorted(set(b['digest'] for b in blobs))} if prune else None,
             'registry': _registry.probe_request(view)}
@@ -162,23 +163,31 @@ def _document_types(site, read):
 def probe(store, request: dict, blobs=None) -> dict:
     """Look at the store (read-only): ``{'sizes': {key: size}, 'documents': {key: base64 or None}}``.
 
+    Also ``'corrupt'``: the keys of blobs that are there with the right size but
+    not the right content (``Store.corrupt``), to be sent again.
+
     Also ``'fix'``: what the store finds wrong with objects that are there
     (``Store.inspect``; S3: blobs and documents served with the wrong
-    headers), given ``blobs``, the planned blob dicts (the request only
-    names their keys; stores that inspect nothing need none). With a prune request, also ``'prune':
+    headers), given ``blobs``, the planned blob dicts (the request has only
+    their keys, digests and sizes: enough for stores that inspect nothing). With a prune request, also ``'prune':
     {'blobs': n, 'bytes': n}`` (what prune would remove once the planned
     index is in place) or ``'prune_error'``.
     """
     from ansible_collections.oci.discovery.plugins.module_utils._commit import unreferenced_blobs
     store.check()
     site = SiteLayout.from_dict(request['site']) if request.get('site') else None
-    sizes = store.stat(request['stat'])
+    planned = request['blobs'] if blobs is None else blobs
+    sizes = store.stat([b['key'] for b in request['blobs']])
     documents = {}
     for key in request['read']:
         data = store.read(key, MAX_REF_ENGINES_BYTES if key == WELL_KNOWN_KEY else MAX_INDEX_BYTES)
         documents[key] = None if data is None else base64.b64encode(data).decode('ascii')
-    present = [b for b in blobs or () if sizes.get(b['key']) == b['size']]
+    present = [b for b in planned if sizes.get(b['key']) == b['size']]
     result = {'sizes': sizes, 'documents': documents}
+    corrupt = store.corrupt(present)
+    if corrupt:
+        result['corrupt'] = corrupt
+        present = [b for b in present if b['key'] not in corrupt]
     if request.get('registry'):
         result['registry'] = _registry.probe(store, request['registry'], MAX_DOCUMENT_BYTES)
     fix = store.inspect(present, _document_types(site, request['read']))
@@ -333,13 +342,15 @@ def make_plan(site: SiteLayout, ops: list, pub: dict, probed: dict, *, describe=
     blobs = pub['blobs'] if pub else []
     sizes = probed['sizes']
     documents = probed['documents']
-    send = [b for b in blobs if sizes.get(b['key']) != b['size']]
+    corrupt = set(probed.get('corrupt') or ())
+    send = [b for b in blobs if sizes.get(b['key']) != b['size'] or b['key'] in corrupt]
     plan = {
         'site': site.to_dict() if site is not None else None,
         'ops': ops,
         'force': bool(force),
         'send': send,
         'send_bytes': sum(b['size'] for b in send),
+        'corrupt': sorted(describe(key) for key in corrupt),    # for the report
         'require': [{'key': b['key'], 'digest': b['digest'], 'size': b['size']} for b in blobs],
         'documents': [],
         'fix': probed.get('fix') or [],

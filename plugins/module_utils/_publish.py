@@ -132,12 +132,16 @@ def run(target, request: Request, layout=None, check_mode: bool = False) -> Outc
                                         well_known=request.well_known is not None, view=view), blobs)
     plan = make_plan(site, ops, pub, probed, describe=target.describe, force=request.force, prune=request.prune,
                      prune_min_age=request.prune_min_age, well_known=request.well_known, view=view)
+    sent = set() if check_mode else set(b['digest'] for b in plan['send'])
     if deferred and pub is not None:
-        layout.validate(pub['sources'], skip=set() if check_mode else set(b['digest'] for b in plan['send']))
+        layout.validate(pub['sources'], skip=sent)
     done = None
     if not check_mode:
         if plan['changed']:
+            taken = layout.stat_blobs(sent) if deferred and sent else None
             done = target.commit(commit_request(plan), LayoutBlobs(layout) if layout is not None else None)
+            if taken is not None:
+                layout.record_arrived(taken)    # verified there: not hashed here on the next run
         else:
             target.finish()
     return Outcome(summary(site, plan, done), diff(site, plan, done, target.describe), plan, done)

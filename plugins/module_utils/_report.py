@@ -60,8 +60,12 @@ def summary(site, plan: dict, done: dict = None) -> dict:
         if changes.get('replaced_invalid'):
             result['replaced_invalid_index'] = changes['replaced_invalid']
         result.update(_registry.summary(plan.get('registry'), done.get('registry') if done else None))
-        if (plan.get('registry') or {}).get('warnings'):
-            result['warnings'] = plan['registry']['warnings']
+        warnings = list((plan.get('registry') or {}).get('warnings') or [])
+        if plan.get('corrupt'):
+            warnings.append('%d blob(s) in the store did not match their digest and %s: %s' % (
+                len(plan['corrupt']), 'were replaced' if done else 'are to be replaced', ', '.join(plan['corrupt'])))
+        if warnings:
+            result['warnings'] = warnings
     well_known = now.get('well_known')
     if well_known is not None:
         result['well_known_changed'] = well_known['changed']

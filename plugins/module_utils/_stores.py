@@ -29,6 +29,14 @@ The interface (``_plan`` and ``_commit`` use every method; nothing else):
     ``fix`` repairs (S3: wrong Content-Type or Cache-Control). ``blobs`` are
     the planned blob dicts present in the store, ``documents`` maps the
     document keys read to their media types. Read-only. Default: nothing.
+``corrupt(blobs)``
+    The keys of the blob dicts (``key``, ``digest``, ``size``), present with
+    the right size, whose content is not their digest: the plan sends them
+    again, and ``put_blobs`` replaces them. Default: none (a store that
+    cannot look, as S3 without reading every object back).
+``remember(blobs)``
+    Note that the blob dicts were just put by ``put_blobs`` (verified on the
+    way in), so that ``corrupt`` need not read them back. Default: nothing.
 ``put_blobs(blobs, source)``
     Put the planned blob dicts (``key``, ``digest``, ``size``,
     ``mediaType``) from ``source`` (``_commit.LayoutBlobs``: ``open(blob)``
@@ -90,9 +98,11 @@ import tarfile
 import time
 
 from ansible_collections.oci.discovery.plugins.module_utils._digests import (
-    VerificationError, Verifier, copy_range_verified, copy_verified, parse_digest)
+    VerificationError, Verifier, copy_range_verified, copy_verified, parse_digest, verify_fileobj)
+from ansible_collections.oci.discovery.plugins.module_utils._record import entry_matches, recorded
 
 STATE_DIR = '.oci-discovery'
+RECORD = 'verified-blobs.json'     # in STATE_DIR: the record of the blobs verified there (``_record``)
 STALE_RUN_SECONDS = 60
 BATCH_FILES = 1000
 BATCH_BYTES = 512 * 1024 * 1024
@@ -130,6 +140,12 @@ class Store:
 
     def inspect(self, blobs, documents):
         return []
+
+    def corrupt(self, blobs):
+        return []
+
+    def remember(self, blobs):
+        return None
 
     def put_blob(self, key, fileobj, digest, size, media_type):
         raise NotImplementedError
@@ -263,6 +279,13 @@ class WebRootStore(Store):
     site-wide flock (shared for publishers, exclusive for prune). Lock files
     live in ``root/.oci-discovery/locks`` and are never removed (removing a
     lock file breaks flock exclusion).
+
+    Blobs that are there are checked (``corrupt``): each is hashed unless the
+    record of verified blobs in the state directory (``_record``, read only
+    when the directory and the record are this user's and no one else's to
+    write) says the very file (device, inode, size, mtime, ctime) was verified
+    or written by a publish; a blob changed since, in place or replaced, is
+    hashed again, and sent again when it does not match.
     """
 
     def __init__(self, root, file_mode=0o644, dir_mode=0o755, owner=None, group=None, fsync=True):
@@ -721,6 +744,58 @@ class WebRootStore(Store):
 
     def lock(self, exclusive=False):
         return self._flock('site.lock', exclusive)
+
+    # -- the record of verified blobs ---------------------------------------
+
+    def _recorded(self):
+        """The record of this root's verified blobs (in memory only while there is no state directory)."""
+        try:
+            state = self._dir((STATE_DIR,))
+        except _NotADirectory:
+            state = None
+        return recorded(state, RECORD, {'web root': 'blobs'}, self._still_recorded)
+
+    def _still_recorded(self, key, entry):
+        try:
+            parent, name = self._parent(key)
+            return parent is not None and entry_matches(os.stat(name, dir_fd=parent, follow_symlinks=False), entry)
+        except (OSError, StoreError):
+            return False
+
+    def corrupt(self, blobs):
+        bad = []
+        if not blobs:
+            return bad
+        with self._recorded() as record:
+            for blob in blobs:
+                key, digest = blob['key'], blob['digest']
+                directory, name = self._split(key)
+                try:
+                    fd = self._open_file(self._dir(directory), directory, name, os.O_RDONLY)
+                except FileNotFoundError:
+                    continue      # gone since the probe's stat: sent again anyway
+                what = 'blob %s (%s)' % (digest, self.path(key))
+                try:
+                    with os.fdopen(fd, 'rb', buffering=0) as f:
+                        record.verify(key, digest, f, lambda fileobj: verify_fileobj(
+                            fileobj, digest, blob['size'], what=what))
+                except VerificationError:
+                    record.forget(key)
+                    bad.append(key)
+        return bad
+
+    def remember(self, blobs):
+        if not blobs:
+            return
+        with self._recorded() as record:
+            for blob in blobs:
+                try:
+                    parent, name = self._parent(blob['key'])
+                    st = os.stat(name, dir_fd=parent, follow_symlinks=False) if parent is not None else None
+                except (OSError, StoreError):
+                    continue
+                if st is not None and stat.S_ISREG(st.st_mode) and st.st_size == blob['size']:
+                    record.add(blob['key'], blob['digest'], st)
 
 
 def _copy_in(fileobj, fd, digest, size, what):

@@ -21,8 +21,11 @@ description:
     Either way, every published index entry carries a C(casEngines) entry with the CAS template, so
     consumers find the blobs.
   - Only the blobs the target lacks are sent, in one transfer over the host's connection (ssh,
-    local, ...), then put in place on the target. A blob that exists with the right size is never
-    sent again.
+    local, ...), then put in place on the target. A blob that exists with the right size and the right
+    content is never sent again; one with the wrong content (changed since it was published, or put
+    there by someone else) is replaced, with a warning naming it. The content is checked by hashing,
+    skipped for files a publish verified or wrote whose device, inode, size, mtime and ctime have not
+    changed since (a record kept in the root's private C(.oci-discovery) directory).
   - On the target, the work (looking at the site, then putting blobs and documents in place) is done
     by the Python modules would use (C(ansible_python_interpreter) or the discovered one), fed its
     program on standard input, where the connection and the become method allow it (the conditions
@@ -39,9 +42,13 @@ description:
     partial file under the served paths and can simply be run again.
   - The layout is validated (every blob reachable from the chosen tags is hashed) before anything is
     committed (the blobs the host has on the controller, the ones it lacks on the host as they arrive,
-    each once); none is renamed into place unless all match. Bad input (a broken layout, a name that would escape the site root, an existing index
-    that is not a valid image index, a template that does not lead to the site) changes nothing on
-    the target.
+    each once); none is renamed into place unless all match. A blob that a previous run verified is not
+    hashed again while its file's device, inode, size, mtime and ctime are unchanged (a record per
+    layout in C($XDG_CACHE_HOME/oci-discovery/), default C(~/.cache), used only when it is the
+    controller user's own and no one else can write it), so a re-run costs what changed, and one play
+    publishing a layout to many hosts hashes it once. Bad input (a broken layout, a name that would
+    escape the site root, an existing index that is not a valid image index, a template that does not
+    lead to the site) changes nothing on the target.
   - Write the well-known document that makes the host's names discoverable with
     M(oci.discovery.ref_engines).
   - The site keeps private state in C(.oci-discovery/) under O(root) (lock files, staging area);

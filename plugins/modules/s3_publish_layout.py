@@ -40,7 +40,9 @@ description:
     on the ETag read, C(If-None-Match) when creating) and merged again on a conflict, so two
     publishers of different tags of one family at the same time both get their tags in. See
     O(conditional_writes) for stores without conditional writes.
-  - The layout is validated (every blob reachable from the chosen tags is hashed) and every
+  - The layout is validated (every blob reachable from the chosen tags is hashed, except blobs a
+    previous run verified whose file's device, inode, size, mtime and ctime are unchanged, thanks to a record
+    per layout in C($XDG_CACHE_HOME/oci-discovery/), as for M(oci.discovery.publish_layout)) and every
     document read and checked before anything is written. Bad input (a broken layout, a name that
     would escape the prefix, an existing index or well-known document that is not valid, a missing
     bucket, wrong credentials) fails with a message naming the file, object or tag, and writes

@@ -95,6 +95,7 @@ def ansible_env(env=None):
         "ANSIBLE_LOCAL_TEMP": os.path.join(session, "local_tmp"),
         "ANSIBLE_REMOTE_TEMP": "~/.ansible/tmp",
         "ANSIBLE_SSH_CONTROL_PATH_DIR": os.path.join(session, "cp"),
+        "XDG_CACHE_HOME": os.path.join(session, "cache"),   # records of verified blobs
         "PATH": VENV_BIN + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin"),
         "PYTHONDONTWRITEBYTECODE": "1",
     })

@@ -94,6 +94,18 @@ def snapshot_tree(root):
     return state
 
 
+def served_tree(root, state_dir=".oci-discovery"):
+    """{relative path: sha256} of the files a web server serves from `root` (the store's private state left out)."""
+    tree = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        if dirpath == root and state_dir in dirnames:
+            dirnames.remove(state_dir)
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            tree[os.path.relpath(path, root)] = _sha256_file(path)
+    return tree
+
+
 def snapshot_bucket(client, bucket):
     """Every object of `bucket` with its bytes' hash, headers and ACL; plus multipart uploads."""
     state = {}

@@ -25,6 +25,14 @@ class TLSFiles(object):
         untrusted.issue_cert(*TEST_NAMES).private_key_and_cert_chain_pem.write_to_path(self.untrusted_pem)
 
 
+@pytest.fixture(autouse=True)
+def cache_home(tmp_path, monkeypatch):
+    """A cache directory of each test's own (the records of verified blobs live there)."""
+    path = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(path))
+    return path
+
+
 @pytest.fixture(scope="session")
 def tls(tmp_path_factory):
     return TLSFiles(str(tmp_path_factory.mktemp("tls")))

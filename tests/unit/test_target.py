@@ -27,7 +27,8 @@ def params(root, phase, request, archive=None, deliver=None):
 
 
 def probe_request(read=('oci-index/app',)):
-    return {'site': None, 'stat': [KEY], 'read': list(read), 'ops': [], 'force': False, 'prune': None}
+    return {'site': None, 'blobs': [{'key': KEY, 'digest': DIGEST, 'size': len(BLOB)}], 'read': list(read), 'ops': [],
+            'force': False, 'prune': None}
 
 
 def commit_request():
