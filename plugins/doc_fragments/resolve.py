@@ -144,7 +144,7 @@ notes:
     media type, size, JSON, missing tag).
   - Within one client, each document is fetched once; see the plugin's notes for how long a client lives.
 requirements:
-  - uritemplate >= 4.1 (Python package, on the host that resolves)
+  - uritemplate >= 4.1.1 (Python package, on the host that resolves)
 '''
 
     # The same options, also settable from variables, the environment and ansible.cfg (lookup plugins).

@@ -9,7 +9,10 @@ templates through) and percent-encoded non-ASCII literal characters as
 RFC 6570 section 3.1 asks.  Known ``uritemplate`` deviation: with ``{+var}``
 and ``{#var}``, a value that already holds a %XX escape is copied unchanged,
 even characters that should be encoded; name variables from
-``_names.parse_name`` and digests cannot hold such characters.
+``_names.parse_name`` and digests cannot hold such characters.  Before 4.2
+(Debian 12 ships 4.1.1) ``uritemplate`` encodes the ``%`` of such an escape
+again (``%20`` becomes ``%2520``); with those versions each ``{+...}`` and
+``{#...}`` expression is expanded alone and that second encoding undone.
 
 Resolution is RFC 3986 section 5.2 (strict parser, dot-segment removal)
 implemented here, because ``urllib.parse.urljoin`` deviates from it.
@@ -92,10 +95,36 @@ def expand(template, variables):
     if not HAS_URITEMPLATE:
         raise TemplateError("expanding the URI template %r needs the Python package 'uritemplate' "
                             "(pip install uritemplate)" % template)
+    variables = dict(variables)
     try:
-        return uritemplate.URITemplate(prepared).expand(dict(variables))
+        if _keeps_escapes():
+            return uritemplate.URITemplate(prepared).expand(variables)
+        parts = _EXPRESSION.split(prepared)
+        for index in range(1, len(parts), 2):
+            expanded = uritemplate.URITemplate(parts[index]).expand(variables)
+            parts[index] = undo_escape_encoding(expanded) if parts[index][1:2] in "+#" else expanded
+        return "".join(parts)
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise TemplateError("cannot expand the URI template %r: %s" % (template, exc))
+
+
+_ENCODED_ESCAPE = re.compile(r"%25([0-9A-Fa-f]{2})")
+_KEEPS_ESCAPES = []
+
+
+def _keeps_escapes():
+    """Whether the installed ``uritemplate`` keeps %XX escapes in ``{+var}`` (4.2 and later)."""
+    if not _KEEPS_ESCAPES:
+        _KEEPS_ESCAPES.append(uritemplate.URITemplate("{+v}").expand(v="%20") == "%20")
+    return _KEEPS_ESCAPES[0]
+
+
+def undo_escape_encoding(expanded):
+    """Turn each ``%25XX`` of a reserved expansion by ``uritemplate`` < 4.2 back into ``%XX``.
+
+    Exact: in a value, ``%`` followed by two hex digits is an escape that reserved expansion keeps,
+    so the only ``%25XX`` such a version writes is an escape it encoded again."""
+    return _ENCODED_ESCAPE.sub(r"%\1", expanded)
 
 
 # RFC 3986 appendix B; groups: scheme, authority, path, query, fragment.

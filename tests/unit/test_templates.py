@@ -1,5 +1,6 @@
 # -*- coding: utf-8 -*-
 """URI templates (RFC 6570, DISCOVERY.md sections 3-5) and RFC 3986 section 5 resolution."""
+import json
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import pytest
 from ansible_collections.oci.discovery.plugins.module_utils._names import parse_name
 from ansible_collections.oci.discovery.plugins.module_utils._templates import (
     HAS_URITEMPLATE, URITEMPLATE_IMPORT_ERROR, TemplateError, cas_uri, check_template, expand,
-    expand_uri, remove_dot_segments, resolve,
+    expand_uri, remove_dot_segments, resolve, undo_escape_encoding,
 )
 
 NAME = parse_name("example.com/team/app#1.0").variables()
@@ -163,6 +164,43 @@ def test_missing_uritemplate_fails_at_call_time():
                             capture_output=True, text=True, check=True)
     assert result.stdout.strip() == (
         "expanding the URI template '{x}' needs the Python package 'uritemplate' (pip install uritemplate)")
+
+
+@pytest.mark.parametrize("value, expanded_by_4_1, expected", [
+    ("v%201", "v%25201", "v%201"),
+    ("%2541", "%252541", "%2541"),        # the escape %25 followed by "41"
+    ("%%41", "%25%2541", "%25%41"),       # a bare "%" (encoded) before the escape %41
+    ("%zz/a", "%25zz/a", "%25zz/a"),      # a bare "%": encoded once, as it must be
+    ("caf\u00e9", "caf%C3%A9", "caf%C3%A9"),
+])
+def test_undo_escape_encoding(value, expanded_by_4_1, expected):
+    assert undo_escape_encoding(expanded_by_4_1) == expected
+
+
+DEBIAN_PYTHON = "/usr/bin/python3"   # with python3-uritemplate (4.1.1 on Debian 12), as on managed hosts
+
+
+def test_expansion_with_the_uritemplate_of_managed_hosts():
+    """The same expansions through the system Python's uritemplate package (Debian's
+    python3-uritemplate, which scripts/bootstrap installs: 4.1.1 on Debian 12, which encodes the
+    escapes of {+var} again), as resolve_info and pull run them on a Debian managed host."""
+    script = textwrap.dedent("""
+        import json, sys
+        sys.path.insert(0, sys.argv[1])
+        import uritemplate
+        from ansible_collections.oci.discovery.plugins.module_utils._templates import expand
+        cases = json.loads(sys.argv[2])
+        print(json.dumps([uritemplate.__version__] + [expand(t, v) for t, v in cases]))
+    """)
+    cases = [("{fragment}", {"fragment": "v%201"}), ("{+fragment}", {"fragment": "v%201"}),
+             ("{#fragment}", {"fragment": "v%201"}), ("/x/{+path}/{fragment}", {"path": "a/%41", "fragment": "%41"}),
+             ("{+a,b}", {"a": "%2541", "b": "%zz"})]
+    collections = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".tmp", "collections")
+    result = subprocess.run([DEBIAN_PYTHON, "-c", script, collections, json.dumps(cases)],
+                            capture_output=True, text=True, check=True)
+    version, *expanded = json.loads(result.stdout)
+    assert expanded == ["v%25201", "v%201", "#v%201", "/x/a/%41/%2541", "%2541,%25zz"], version
+    assert expanded == [expand(t, v) for t, v in cases]     # and the same as this Python's
 
 
 # RFC 3986 section 5.4: base URI and the normal and abnormal examples.
