@@ -405,7 +405,6 @@ def diff_lines(planned, done=None):
         'made' if done else 'to make')]
 
 
-__all__ = ['API_VERSION', 'EXTENSIONS', 'FLAVOURS', 'NAME_HELP', 'ROOT_KEY', 'ROOT_KEYS', 'blob_key', 'changed', 'commit', 'diff_lines',
-           'digest_of_key', 'for_ops', 'inspect', 'manifest_key', 'name_prefix', 'probe', 'probe_request', 'settle', 'summary', 'tag_keys', 'tags_document', 'tags_list_key',
-           'valid_name', 'valid_tag',
-           'view']
+__all__ = ['API_VERSION', 'EXTENSIONS', 'FLAVOURS', 'NAME_HELP', 'ROOT_KEY', 'ROOT_KEYS', 'blob_key', 'changed', 'commit',
+           'diff_lines', 'digest_of_key', 'for_ops', 'inspect', 'manifest_key', 'name_prefix', 'probe', 'probe_request',
+           'settle', 'summary', 'tag_keys', 'tags_document', 'tags_list_key', 'valid_name', 'valid_tag', 'view']

@@ -73,6 +73,7 @@ options:
         page more per 1,000 objects in the others."
     type: str
     choices: [cas_bucket, directories, registry]
+    default: null
   src:
     description:
       - The OCI image layout to publish, a directory on the host the module runs on (with
