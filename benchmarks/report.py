@@ -242,6 +242,9 @@ def markdown(results, chart_name='ratios.png'):
         from benchmarks import fleet
         lines += fleet.markdown_section(results['fleet'])
     lines += ['## How it is measured', ''] + ['* ' + item for item in METHOD] + ['']
+    if results.get('registry_view'):      # benchmarks/registry_view.py's section (its markers) stays last
+        from benchmarks import registry_view
+        lines.append(registry_view.markdown(results['registry_view'], results['registry_view']['date']))
     return '\n'.join(lines)
 
 

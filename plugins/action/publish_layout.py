@@ -52,7 +52,7 @@ from ansible.utils.display import Display
 
 from ansible_collections.oci.discovery.plugins.module_utils import _publish, _target
 from ansible_collections.oci.discovery.plugins.module_utils._layout import Layout
-from ansible_collections.oci.discovery.plugins.module_utils._site import SiteLayout
+from ansible_collections.oci.discovery.plugins.module_utils._site import SiteLayout, check_web_root_kind
 from ansible_collections.oci.discovery.plugins.module_utils._stores import WEB_ROOT_OPTIONS, write_blob_archive
 from ansible_collections.oci.discovery.plugins.modules.publish_layout import REQUIRED_IF, argument_spec
 
@@ -227,7 +227,7 @@ class ActionModule(ActionBase):
         internal = sorted(k for k in self._task.args if k.startswith('_'))
         if internal:
             raise ValueError('options %s are internal to the action plugin' % ', '.join(internal))
-        site = SiteLayout(args['site_layout'], args['name'], base_url=args['base_url'],
+        site = SiteLayout(check_web_root_kind(args['site_layout']), args['name'], base_url=args['base_url'],
                           cas_template=args['cas_template'], index_template=args['index_template'])
         request = _publish.Request(site, state=args['state'], tags=args['tags'], force=args['force'],
                                    prune=args['prune'], registry_view='files' if args['registry_view'] else None)

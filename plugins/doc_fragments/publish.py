@@ -32,8 +32,10 @@ options:
         have to be a file and a directory; that is refused before anything is written.
       - V(directories) writes an OCI image layout per family at C(oci-image/{path}/) (C(oci-layout),
         C(index.json), C(blobs/{algorithm}/{encoded})).
+      - V(registry) is for S3 buckets (M(oci.discovery.s3_publish_layout) documents it); a web root refuses it,
+        saying why (its Nginx serves the registry view's blobs from the CAS of the other two without a copy).
     type: str
-    choices: [cas_bucket, directories]
+    choices: [cas_bucket, directories, registry]
     default: cas_bucket
   base_url:
     description:
@@ -45,8 +47,9 @@ options:
   cas_template:
     description:
       - The CAS template (protocol C(oci-cas-template-v1)) written into each published index entry.
-      - Default is O(base_url) followed by C(/oci-cas/{algorithm}/{encoded:2}/{encoded}), or for
-        O(site_layout=directories) by C(/oci-image/<path>/blobs/{algorithm}/{encoded}).
+      - Default is O(base_url) followed by C(/oci-cas/{algorithm}/{encoded:2}/{encoded}), for
+        O(site_layout=directories) by C(/oci-image/<path>/blobs/{algorithm}/{encoded}), for
+        O(site_layout=registry) by C(/v2/<path>/blobs/{algorithm}:{encoded}).
       - It is refused unless it expands, for a blob of this family, to that blob's URL under
         O(base_url). A relative template is resolved against the index URL.
     type: str
@@ -55,7 +58,8 @@ options:
       - The index template (protocol C(oci-index-template-v1)) consumers use to find this family's
         index, as written in the well-known document.
       - Only checked here, like O(cas_template), and used to report RV(index_url). Default is
-        O(base_url) followed by C(/oci-index/{path}), or C(/oci-image/{path}/index.json).
+        O(base_url) followed by C(/oci-index/{path}) (V(cas_bucket), V(registry)), or
+        C(/oci-image/{path}/index.json).
     type: str
   state:
     description:

@@ -37,8 +37,10 @@ from ansible_collections.oci.discovery.plugins.module_utils._digests import dige
 from ansible_collections.oci.discovery.plugins.module_utils._documents import (
     INDEX_TYPES, MANIFEST_TYPES, MT_INDEX, MT_REF_ENGINES, DocumentError, load_json, validate_index,
     validate_manifest)
-from ansible_collections.oci.discovery.plugins.module_utils._plan import load_index, tag_changes, tag_lines, update_index
-from ansible_collections.oci.discovery.plugins.module_utils._site import PlanError, SiteLayout, update_ref_engines
+from ansible_collections.oci.discovery.plugins.module_utils._plan import (
+    FAMILY_ANNOTATION, _pruning, load_index, tag_changes, tag_lines, update_index)
+from ansible_collections.oci.discovery.plugins.module_utils._site import (
+    PlanError, SiteLayout, recorded_layout, update_ref_engines)
 from ansible_collections.oci.discovery.plugins.module_utils._spec import (
     MAX_DOCUMENT_BYTES, MAX_INDEX_BYTES, MAX_REF_ENGINES_BYTES, WELL_KNOWN_KEY)
 
@@ -132,7 +134,8 @@ def execute(store, plan: dict, source=None) -> dict:
             what = store.describe(site.index_key)
 
             def update(raw):
-                new, result['changes'] = update_index(raw, plan['ops'], what, plan['force'], site.name.family)
+                new, result['changes'] = update_index(raw, plan['ops'], what, plan['force'], site.name.family,
+                                                      site.kind)
                 return new
 
             before, after = store.update_document(site.index_key, update, MT_INDEX, MAX_INDEX_BYTES)
@@ -154,12 +157,12 @@ def execute(store, plan: dict, source=None) -> dict:
             well_known_changed = wk_after is not wk_before
     pruned = None
     if plan.get('prune') is not None:
-        pruned = prune(store, site, min_age=plan.get('prune_min_age') or 0)
+        pruned = prune(store, site, min_age=plan.get('prune_min_age') or 0, view=plan.get('registry'))
     store.finish()
     sent = len(plan['send'])
     done = {
         'changed': bool(sent or documents or index_changed or well_known_changed or plan.get('fix')
-                        or (pruned and pruned['blobs']) or any(view.values())),
+                        or _pruning(pruned) or any(view.values())),
         'changes': result['changes'],
         'index_changed': index_changed,
         'sent': sent,
@@ -183,34 +186,44 @@ def _children(document, media_type):
     return [document['config']] + list(document.get('layers') or [])
 
 
-def unreferenced_blobs(store, site: SiteLayout, *, overrides=None, known=(), min_age=0, now=None) -> list:
-    """Blobs under the site layout's blob prefix that no index references: ``[(key, size)]``.
+def _index_site(site: SiteLayout, index: dict, what: str) -> SiteLayout:
+    """Where the manifests an index at ``oci-index/`` names are stored: ``site``, or its family's own layout.
 
-    The roots are every index under ``site.index_prefix`` (CAS bucket: all
-    families share the blobs) or the family's own index (directories);
-    ``overrides`` replaces an index's bytes (a planned index), ``known``
-    digests count as referenced without being read. Manifests and nested
-    indexes are read from the store and verified. Anything that makes the
-    answer uncertain (an index or a referenced manifest missing, invalid or
-    corrupt) is a PlanError, and nothing should be removed. Blobs younger
-    than ``min_age`` seconds are kept (for stores without a site lock).
+    A cas_bucket site may hold families published in the registry site layout
+    (same index prefix, their blobs under ``v2/<name>/blobs/``): their manifests
+    are read there, and what they reach still counts as referenced.
     """
-    overrides = overrides or {}
-    index_keys = set(overrides)
-    if site.index_prefix:
-        index_keys.update(key for key, dummy, dummy2 in store.list(site.index_prefix))
-    else:
-        index_keys.add(site.index_key)
+    kind = recorded_layout(index)
+    if kind == site.kind or site.kind == 'directories':
+        return site
+    family = (index.get('annotations') or {}).get(FAMILY_ANNOTATION)
+    if not family:
+        raise PlanError('cannot tell which blobs are unused: %s records site_layout %s but not its family'
+                        % (what, kind))
+    try:
+        return SiteLayout(kind, family, base_url=site.base_url)
+    except PlanError as e:
+        raise PlanError('cannot tell which blobs are unused: %s: %s' % (what, e))
+
+
+def _reachable(store, site: SiteLayout, index_keys, overrides, known, seen):
+    """Every digest reachable from the indexes ``index_keys`` (``known`` digests count without being read).
+
+    ``seen`` caches the children of the manifests read (digest -> descriptors),
+    so a second walk over the same store reads nothing twice.
+    """
     reachable = set(known)
     stack = []
     for key in sorted(index_keys):
         raw = overrides[key] if key in overrides else store.read(key, MAX_INDEX_BYTES)
         if raw is None:
             continue
-        index = load_index(raw, store.describe(key))
-        stack.extend((entry, key) for entry in index['manifests'])
+        what = store.describe(key)
+        index = load_index(raw, what)
+        where = _index_site(site, index, what)
+        stack.extend((entry, key, where) for entry in index['manifests'])
     while stack:
-        desc, parent = stack.pop()
+        desc, parent, where = stack.pop()
         digest = desc['digest']
         if digest in reachable:
             continue
@@ -218,20 +231,54 @@ def unreferenced_blobs(store, site: SiteLayout, *, overrides=None, known=(), min
         media_type = desc['mediaType']
         if media_type not in INDEX_TYPES and media_type not in MANIFEST_TYPES:
             continue
-        key = site.blob_key(digest)
-        what = store.describe(key)
-        raw = store.read(key, MAX_DOCUMENT_BYTES)
-        if raw is None:
-            raise PlanError('cannot tell which blobs are unused: %s (%s), referenced from %s, is missing'
-                            % (digest, what, parent))
-        if digest_bytes(raw, parse_digest(digest).algorithm) != digest or len(raw) != desc['size']:
-            raise PlanError('cannot tell which blobs are unused: %s does not match its digest %s' % (what, digest))
-        try:
-            document = load_json(raw, what)
-            (validate_index if media_type in INDEX_TYPES else validate_manifest)(document, what)
-        except DocumentError as e:
-            raise PlanError('cannot tell which blobs are unused: %s' % e)
-        stack.extend((child, digest) for child in _children(document, media_type))
+        if digest not in seen:
+            seen[digest] = _children(_read_manifest(store, where.blob_key(digest), desc, parent), media_type)
+        stack.extend((child, digest, where) for child in seen[digest])
+    return reachable
+
+
+def _read_manifest(store, key, desc, parent):
+    digest = desc['digest']
+    what = store.describe(key)
+    raw = store.read(key, MAX_DOCUMENT_BYTES)
+    if raw is None:
+        raise PlanError('cannot tell which blobs are unused: %s (%s), referenced from %s, is missing'
+                        % (digest, what, parent))
+    if digest_bytes(raw, parse_digest(digest).algorithm) != digest or len(raw) != desc['size']:
+        raise PlanError('cannot tell which blobs are unused: %s does not match its digest %s' % (what, digest))
+    try:
+        document = load_json(raw, what)
+        (validate_index if desc['mediaType'] in INDEX_TYPES else validate_manifest)(document, what)
+    except DocumentError as e:
+        raise PlanError('cannot tell which blobs are unused: %s' % e)
+    return document
+
+
+def unreferenced(store, site: SiteLayout, *, view=None, overrides=None, known=(), min_age=0, now=None):
+    """What prune removes: ``(blobs, view_objects)``, each ``[(key, size)]``.
+
+    Blobs: under the site layout's blob prefix, referenced by no index. The
+    roots are every index under ``site.index_prefix`` (CAS bucket: all
+    families share the blobs) or the family's own index (directories,
+    registry); ``overrides`` replaces an index's bytes (a planned index),
+    ``known`` digests count as referenced without being read. Manifests and
+    nested indexes are read from the store and verified. Anything that makes
+    the answer uncertain (an index or a referenced manifest missing, invalid
+    or corrupt) is a PlanError, and nothing should be removed. Objects
+    younger than ``min_age`` seconds are kept (for stores without a site lock).
+
+    View objects (``view``: the plan's registry view, objects flavour): the
+    manifests by digest and blob copies under ``v2/<name>/`` that the
+    family's own index no longer reaches (tags are removed with their tag).
+    """
+    overrides = overrides or {}
+    index_keys = set(overrides)
+    if site.index_prefix:
+        index_keys.update(key for key, dummy, dummy2 in store.list(site.index_prefix))
+    else:
+        index_keys.add(site.index_key)
+    seen = {}
+    reachable = _reachable(store, site, index_keys, overrides, known, seen)
     now = time.time() if now is None else now
     unused = []
     for key, size, mtime in store.list(site.blob_prefix):
@@ -239,16 +286,35 @@ def unreferenced_blobs(store, site: SiteLayout, *, overrides=None, known=(), min
         if digest is None or digest in reachable or now - mtime < min_age:
             continue
         unused.append((key, size))
-    return unused
+    view_unused = []
+    if view and view.get('name') and view.get('flavour') == 'objects':
+        family = reachable if not site.index_prefix else \
+            _reachable(store, site, [site.index_key], overrides, known, seen)
+        removed = set(key for key, dummy in unused)
+        for key, size, mtime in store.list(_registry.name_prefix(view['name'])):
+            digest = _registry.digest_of_key(view['name'], key)
+            if digest is None or digest in family or key in removed or key.startswith(site.blob_prefix) \
+                    or now - mtime < min_age:
+                continue
+            view_unused.append((key, size))
+    return unused, view_unused
 
 
-def prune(store, site: SiteLayout, min_age: int = 0) -> dict:
-    """Remove unreferenced blobs under the exclusive site lock; return ``{'blobs': n, 'bytes': n}``."""
+def unreferenced_blobs(store, site: SiteLayout, **kwargs) -> list:
+    """The blobs of ``unreferenced`` alone: ``[(key, size)]``."""
+    return unreferenced(store, site, **kwargs)[0]
+
+
+def prune(store, site: SiteLayout, min_age: int = 0, view=None) -> dict:
+    """Remove unreferenced blobs (and view objects) under the exclusive site lock.
+
+    Returns ``{'blobs': n, 'bytes': n, 'registry_objects': n}``.
+    """
     with store.lock(True):
-        unused = unreferenced_blobs(store, site, min_age=min_age)
-        for key, dummy in unused:
+        unused, view_unused = unreferenced(store, site, view=view, min_age=min_age)
+        for key, dummy in unused + view_unused:
             store.delete(key)
-    return {'blobs': len(unused), 'bytes': sum(size for dummy, size in unused)}
+    return {'blobs': len(unused), 'bytes': sum(size for dummy, size in unused), 'registry_objects': len(view_unused)}
 
 
-__all__ = ['LayoutBlobs', 'StreamBlobs', 'execute', 'prune', 'unreferenced_blobs']
+__all__ = ['LayoutBlobs', 'StreamBlobs', 'execute', 'prune', 'unreferenced', 'unreferenced_blobs']

@@ -33,7 +33,8 @@ from ansible_collections.oci.discovery.plugins.module_utils._documents import (
     MT_INDEX, MT_LAYOUT_HEADER, MT_REF_ENGINES, REF_NAME, DocumentError, canonical_json, index_entries,
     index_remove_tag, index_set_tag, load_json, new_index, validate_index)
 from ansible_collections.oci.discovery.plugins.module_utils._names import InvalidName, safe_tag
-from ansible_collections.oci.discovery.plugins.module_utils._site import PlanError, SiteLayout, update_ref_engines
+from ansible_collections.oci.discovery.plugins.module_utils._site import (
+    LAYOUT_ANNOTATION, PlanError, SiteLayout, check_index_layout, update_ref_engines)
 from ansible_collections.oci.discovery.plugins.module_utils._spec import (
     LAYOUT_VERSION, MAX_DOCUMENT_BYTES, MAX_INDEX_BYTES, MAX_REF_ENGINES_BYTES, WELL_KNOWN_KEY)
 
@@ -173,11 +174,15 @@ def probe(store, request: dict, blobs=None) -> dict:
     {'blobs': n, 'bytes': n}`` (what prune would remove once the planned
     index is in place) or ``'prune_error'``.
     """
-    from ansible_collections.oci.discovery.plugins.module_utils._commit import unreferenced_blobs
+    from ansible_collections.oci.discovery.plugins.module_utils._commit import unreferenced
     store.check()
     site = SiteLayout.from_dict(request['site']) if request.get('site') else None
     planned = request['blobs'] if blobs is None else blobs
-    sizes = store.stat([b['key'] for b in request['blobs']])
+    view = request.get('registry')
+    stat = [b['key'] for b in request['blobs']]
+    if view and site is not None and site.blob_prefix.startswith(_registry.name_prefix(view['name'])):
+        stat = stat + view['keys'] + view['copies']     # registry site layout: one LIST of v2/<name>/ for both
+    sizes = store.stat(stat)
     documents = {}
     for key in request['read']:
         data = store.read(key, MAX_REF_ENGINES_BYTES if key == WELL_KNOWN_KEY else MAX_INDEX_BYTES)
@@ -190,20 +195,22 @@ def probe(store, request: dict, blobs=None) -> dict:
         present = [b for b in present if b['key'] not in corrupt]
     if request.get('registry'):
         result['registry'] = _registry.probe(store, request['registry'], MAX_DOCUMENT_BYTES)
-    fix = store.inspect(present, _document_types(site, request['read']))
+    fix = store.inspect(present, _document_types(site, request['read'])) + _registry.inspect(store, view)
     if fix:
         result['fix'] = fix
     if request.get('prune') is not None:
         raw = _decode(documents.get(site.index_key))
         try:
             new, dummy = update_index(raw, request['ops'], store.describe(site.index_key), request['force'],
-                                      site.name.family)
+                                      site.name.family, site.kind)
             overrides = {site.index_key: new if new is not None else raw}
-            candidates = unreferenced_blobs(store, site, overrides=overrides, known=request['prune']['known'])
+            candidates, view_candidates = unreferenced(store, site, view=request.get('registry'), overrides=overrides,
+                                                       known=request['prune']['known'])
         except PlanError as e:
             result['prune_error'] = str(e)
         else:
-            result['prune'] = {'blobs': len(candidates), 'bytes': sum(size for key, size in candidates)}
+            result['prune'] = {'blobs': len(candidates), 'bytes': sum(size for key, size in candidates),
+                               'registry_objects': len(view_candidates)}
     return result
 
 
@@ -221,7 +228,7 @@ def load_index(raw: bytes, what: str) -> dict:
         raise PlanError(str(e))
 
 
-def update_index(raw: bytes, ops: list, what: str, force: bool = False, family: str = None):
+def update_index(raw: bytes, ops: list, what: str, force: bool = False, family: str = None, kind: str = None):
     """Apply ``ops`` to the index document ``raw`` (bytes or None when there is none).
 
     Returns ``(new_bytes, changes)``; ``new_bytes`` is None when nothing has
@@ -239,6 +246,10 @@ def update_index(raw: bytes, ops: list, what: str, force: bool = False, family: 
     PlanError naming both; an index without the record is adopted. The check
     runs where the store calls this function, under its index lock, so it
     is atomic with the write.
+
+    ``kind`` (the site layout) is checked the same way against the layout the
+    index records (``_site.check_index_layout``) and recorded
+    (LAYOUT_ANNOTATION) when it is ``registry``.
     """
     changes = {'added': [], 'updated': [], 'removed': [], 'unchanged': [], 'replaced_invalid': None}
     index = None
@@ -254,6 +265,8 @@ def update_index(raw: bytes, ops: list, what: str, force: bool = False, family: 
         raise PlanError('%s is the index of %s, not of %s: index keys leave out the host, so the two names '
                         'would share it; publish %s into a web root or bucket of its own'
                         % (what, owner, family, family))
+    if kind is not None:
+        check_index_layout(index, kind, what)
     work = copy.deepcopy(index) if index is not None else new_index()
     for op in ops:
         tag = op['tag']
@@ -278,6 +291,10 @@ def update_index(raw: bytes, ops: list, what: str, force: bool = False, family: 
         if not isinstance(annotations, dict):
             annotations = work['annotations'] = {}
         annotations[FAMILY_ANNOTATION] = family
+    if kind == 'registry':
+        work.setdefault('annotations', {})[LAYOUT_ANNOTATION] = kind
+    elif kind is not None and isinstance(work.get('annotations'), dict):
+        work['annotations'].pop(LAYOUT_ANNOTATION, None)      # an empty index adopted by another layout
     return canonical_json(work), changes
 
 
@@ -367,7 +384,7 @@ def make_plan(site: SiteLayout, ops: list, pub: dict, probed: dict, *, describe=
     if site is not None:
         raw_index = _decode(documents.get(site.index_key))
         new_index_bytes, plan['changes'] = update_index(raw_index, ops, describe(site.index_key), force,
-                                                        site.name.family)
+                                                        site.name.family, site.kind)
         plan['index_changed'] = new_index_bytes is not None
         plan['diff'] = {'before': tag_lines(raw_index),
                         'after': tag_lines(new_index_bytes if new_index_bytes is not None else raw_index)}
@@ -382,7 +399,7 @@ def make_plan(site: SiteLayout, ops: list, pub: dict, probed: dict, *, describe=
     if prune:
         if 'prune_error' in probed:
             raise PlanError('prune: %s' % probed['prune_error'])
-        plan['prune'] = probed.get('prune') or {'blobs': 0, 'bytes': 0}
+        plan['prune'] = probed.get('prune') or {'blobs': 0, 'bytes': 0, 'registry_objects': 0}
     wk_changed = False
     if well_known is not None:
         new, before, after = update_ref_engines(_decode(documents.get(WELL_KNOWN_KEY)), well_known['managed'],
@@ -390,7 +407,7 @@ def make_plan(site: SiteLayout, ops: list, pub: dict, probed: dict, *, describe=
         wk_changed = new is not None
         plan['well_known'] = dict(well_known, changed=wk_changed, before=before, after=after)
     plan['changed'] = bool(send or plan['documents'] or plan['index_changed'] or plan['fix'] or wk_changed
-                           or (plan['prune'] and plan['prune']['blobs']) or _registry.changed(plan['registry']))
+                           or _pruning(plan['prune']) or _registry.changed(plan['registry']))
     return plan
 
 
@@ -406,6 +423,11 @@ def commit_request(plan: dict) -> dict:
         request['well_known'] = {'managed': plan['well_known']['managed'],
                                  'exclusive': plan['well_known']['exclusive']}
     return request
+
+
+def _pruning(pruned):
+    """Whether a prune (planned or done) removes anything."""
+    return bool(pruned and (pruned['blobs'] or pruned.get('registry_objects')))
 
 
 def _is_layout_header(raw):

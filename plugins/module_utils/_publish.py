@@ -69,12 +69,13 @@ class Request:
     alone; ``prune_min_age`` keeps younger blobs from prune (stores without
     a site lock); ``registry_view`` the flavour of the registry view to write
     (``_registry.FLAVOURS``: ``files`` for web roots, ``objects`` for S3) or
-    None for none.
+    None for none; ``registry_roots`` the keys of the objects answering
+    ``GET /v2/`` (objects flavour).
     """
 
     def __init__(self, site=None, *, state: str = 'present', tags=None, force: bool = False, prune: bool = False,
                  prune_min_age: int = 0, well_known: dict = None, exclusive_well_known: bool = False,
-                 registry_view: str = None):
+                 registry_view: str = None, registry_roots=_registry.ROOT_KEYS):
         if state not in STATES:
             raise PlanError('unknown state %r' % (state,))
         self.site = site
@@ -84,6 +85,7 @@ class Request:
         self.prune = prune
         self.prune_min_age = prune_min_age
         self.registry_view = registry_view
+        self.registry_roots = tuple(registry_roots)
         self.well_known = None if well_known is None else {'managed': well_known, 'exclusive': exclusive_well_known}
 
 
@@ -126,7 +128,7 @@ def run(target, request: Request, layout=None, check_mode: bool = False) -> Outc
     deferred = bool(getattr(target, 'verifies_on_arrival', False))
     pub, ops = prepare(request, layout, verify=not deferred)
     blobs = pub['blobs'] if pub else []
-    view = _registry.for_ops(site, request.registry_view, ops, pub, layout) \
+    view = _registry.for_ops(site, request.registry_view, ops, pub, layout, request.registry_roots) \
         if request.registry_view and site is not None else None
     probed = target.probe(probe_request(site, ops, blobs, prune=request.prune, force=request.force,
                                         well_known=request.well_known is not None, view=view), blobs)

@@ -22,9 +22,11 @@ Two flavours of store keys, one per kind of store:
     ``/v2/<name>/blobs/<digest>`` to the CAS.
 ``objects`` (an S3 bucket behind a front that maps the host root to it)
     ``v2/<name>/manifests/<reference>`` with the exact media type as
-    Content-Type, ``v2/<name>/blobs/<digest>`` a server-side copy of each
-    config and layer (no rewrite rules exist there), and the ``v2/`` object
-    that answers the API root.
+    Content-Type; ``v2/<name>/blobs/<digest>``, the blobs themselves in the
+    ``registry`` site layout, else a server-side copy of each config and
+    layer (no rewrite rules exist there); and the ``ROOT_KEYS`` objects that
+    answer the API root (``v2/`` on a plain front, ``v2/<index suffix>`` on a
+    website endpoint), rewritten whenever the family's view changes.
 
 Commit classes, in the publish sequence: manifests by digest (and blob
 copies) are written with the other documents, before the family index; tag
@@ -50,6 +52,7 @@ from ansible_collections.oci.discovery.plugins.module_utils._documents import (
 FLAVOURS = ('files', 'objects')
 PREFIX = 'v2/'
 ROOT_KEY = 'v2/'                 # the object answering GET /v2/ (objects flavour)
+ROOT_KEYS = (ROOT_KEY, ROOT_KEY + 'index.html')   # and on a website endpoint (index document suffix index.html)
 ROOT_BODY = b'{}'
 ROOT_TYPE = 'application/json'
 TAGS_TYPE = 'application/json'
@@ -67,6 +70,7 @@ _COMPONENT = r'[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*'
 NAME_RE = re.compile(r'^%s(?:/%s)*$' % (_COMPONENT, _COMPONENT))
 TAG_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$')
 MAX_NAME_CHARS = 255
+NAME_HELP = 'lowercase components [a-z0-9] joined by "/", separated by ".", "_", "__" or "-"'
 
 
 def valid_name(name):
@@ -113,8 +117,25 @@ def tags_document(name, index_bytes):
 
 
 def blob_key(name, digest):
-    """The key of a blob copy (objects flavour)."""
+    """The key of a blob copy (objects flavour); the CAS key itself in the registry site layout."""
     return '%s%s/blobs/%s' % (PREFIX, name, digest)
+
+
+def name_prefix(name):
+    """The key prefix of everything the view holds for ``name`` (and for names nested under it)."""
+    return '%s%s/' % (PREFIX, name)
+
+
+def digest_of_key(name, key):
+    """The digest of a manifest-by-digest or blob key of ``name`` (objects flavour), or None (tags, other names)."""
+    rest = key[len(name_prefix(name)):] if key.startswith(name_prefix(name)) else ''
+    parts = rest.split('/')
+    if len(parts) != 2 or parts[0] not in ('manifests', 'blobs') or ':' not in parts[1]:
+        return None
+    try:
+        return str(parse_digest(parts[1]))
+    except ValueError:
+        return None
 
 
 def _check_flavour(flavour):
@@ -126,13 +147,12 @@ def _name_of(mapping, warnings):
     name = mapping.path
     if not valid_name(name):
         warnings.append('registry view: %s is left out: its path %r is not a registry repository name '
-                        '(lowercase components [a-z0-9] joined by "/", separated by ".", "_", "__" or "-"); '
-                        'discovery still finds it' % (mapping.name.family, name))
+                        '(%s); discovery still finds it' % (mapping.name.family, name, NAME_HELP))
         return None
     return name
 
 
-def view(mapping, flavour, pub=None, read=None, removed=()):
+def view(mapping, flavour, pub=None, read=None, removed=(), roots=ROOT_KEYS):
     """What the view of one family needs: ``{'name', 'documents', 'copies', 'tags', 'stale', 'remove', 'warnings'}``.
 
     ``pub`` is ``_plan.publication()`` (``state: present``) and ``read(digest)``
@@ -140,12 +160,13 @@ def view(mapping, flavour, pub=None, read=None, removed=()):
     tags withdrawn (``state: absent``). Documents are dicts ``{'key', 'data'
     (text), 'media_type', 'digest'}``; tags the same plus ``'tag'``; ``stale``
     and ``remove`` candidate keys (what ``settle`` keeps of them depends on the
-    store). JSON-safe, so the plan carries it to the target.
+    store). ``roots`` are the keys of the objects answering ``GET /v2/``
+    (objects flavour). JSON-safe, so the plan carries it to the target.
     """
     _check_flavour(flavour)
     warnings = []
     out = {'flavour': flavour, 'name': None, 'documents': [], 'copies': [], 'tags': [], 'stale': [],
-           'remove': [], 'warnings': warnings, 'skipped_tags': []}
+           'remove': [], 'warnings': warnings, 'skipped_tags': [], 'roots': list(roots) if flavour == 'objects' else []}
     name = _name_of(mapping, warnings)
     if name is None:
         return out
@@ -166,9 +187,9 @@ def view(mapping, flavour, pub=None, read=None, removed=()):
             out['documents'].append({'key': manifest_key(flavour, name, blob['digest'], media_type),
                                      'data': data[blob['digest']], 'media_type': media_type,
                                      'digest': blob['digest']})
-        elif flavour == 'objects':
+        elif flavour == 'objects' and blob['key'] != blob_key(name, blob['digest']):   # registry layout: no copy
             out['copies'].append({'src': blob['key'], 'key': blob_key(name, blob['digest']),
-                                  'size': blob['size']})
+                                  'size': blob['size'], 'media_type': media_type})
     for tag, entries in pub['entries']:
         why = None
         if not valid_tag(tag):
@@ -190,12 +211,12 @@ def view(mapping, flavour, pub=None, read=None, removed=()):
     return out
 
 
-def for_ops(mapping, flavour, ops, pub=None, layout=None):
+def for_ops(mapping, flavour, ops, pub=None, layout=None, roots=ROOT_KEYS):
     """The view for a publish's index operations (the one call the publish sequences make)."""
     def read(digest):
         with open(layout.blob_path(digest), 'rb') as f:
             return f.read()
-    return view(mapping, flavour, pub, read, [op['tag'] for op in ops if op['op'] == 'remove'])
+    return view(mapping, flavour, pub, read, [op['tag'] for op in ops if op['op'] == 'remove'], roots)
 
 
 def probe_request(plan_view):
@@ -204,8 +225,16 @@ def probe_request(plan_view):
         return None
     keys = [d['key'] for d in plan_view['documents'] + plan_view['tags']] + plan_view['stale'] + plan_view['remove']
     keys.append(tags_list_key(plan_view['name']))
-    return {'flavour': plan_view['flavour'], 'keys': sorted(set(keys)),
-            'copies': [c['key'] for c in plan_view['copies']]}
+    request = {'flavour': plan_view['flavour'], 'name': plan_view['name'], 'keys': sorted(set(keys)),
+               'copies': [c['key'] for c in plan_view['copies']]}
+    if plan_view['flavour'] == 'objects':
+        # (Content-Type, immutable) each object is served with, for the metadata check (``inspect``)
+        headers = dict((d['key'], [d['media_type'], True]) for d in plan_view['documents'])
+        headers.update((d['key'], [d['media_type'], False]) for d in plan_view['tags'])
+        headers.update((c['key'], [c['media_type'], True]) for c in plan_view['copies'])
+        headers[tags_list_key(plan_view['name'])] = [TAGS_TYPE, False]
+        request['headers'] = headers
+    return request
 
 
 def fingerprint(data):
@@ -217,7 +246,8 @@ def probe(store, request, max_bytes):
     """Look at the view's keys (read-only): ``{key: [size, fingerprint]}`` for those that exist.
 
     A web root (files) is read; an S3 bucket (objects) answers from one
-    LIST (``S3Store.listing``: size and ETag), so a re-run costs no GET.
+    LIST (``S3Store.listing``: size and ETag; in the registry site layout the
+    LIST the blobs needed), so a re-run costs no GET.
     """
     if request is None:
         return None
@@ -233,8 +263,19 @@ def probe(store, request, max_bytes):
         if key in listed:
             size, etag, dummy = listed[key]
             found[key] = [size, (etag or '').strip('"')]
-    found[ROOT_KEY] = [0, 'unknown'] if listed else None
     return found
+
+
+def inspect(store, request):
+    """The view's S3 objects that are there with the wrong headers (the store's metadata ledger, no HEAD each).
+
+    Items in the form of ``S3Store.check_metadata``, fixed with the store's
+    other fixes (a copy onto itself), before anything of the view is written.
+    """
+    if request is None or request['flavour'] != 'objects':
+        return []
+    return store.check_metadata([{'key': key, 'headers': store.view_headers(media_type, immutable)}
+                                 for key, (media_type, immutable) in sorted(request['headers'].items())])
 
 
 def _same(flavour, found, doc):
@@ -259,22 +300,25 @@ def settle(plan_view, probed, index_bytes=None):
     flavour = plan_view['flavour']
     probed = probed or {}
     keep = set(d['key'] for d in plan_view['tags'])
+    tags_doc = {'key': tags_list_key(plan_view['name']),
+                'data': tags_document(plan_view['name'], index_bytes).decode('utf-8')}
     result = {
         'flavour': flavour,
         'name': plan_view['name'],
         'documents': [d for d in plan_view['documents'] if not _same(flavour, probed.get(d['key']), d)],
         'copies': [c for c in plan_view['copies'] if (probed.get(c['key']) or [None])[0] != c['size']],
-        'root': flavour == 'objects' and not probed.get(ROOT_KEY) and bool(plan_view['tags']),
         'tags': [d for d in plan_view['tags'] if not _same(flavour, probed.get(d['key']), d)],
         'stale': [k for k in plan_view['stale'] if k in probed and k not in keep],
         'remove': [k for k in plan_view['remove'] if k in probed],
-        'tags_list': not _same(flavour, probed.get(tags_list_key(plan_view['name'])), {
-            'key': tags_list_key(plan_view['name']),
-            'data': tags_document(plan_view['name'], index_bytes).decode('utf-8')}),
+        'tags_list': not _same(flavour, probed.get(tags_doc['key']), tags_doc),
         'warnings': plan_view['warnings'],
         'skipped_tags': plan_view['skipped_tags'],
         'published_tags': [d['tag'] for d in plan_view['tags']],
     }
+    # The API root objects are (re)written whenever the family's view gets something new: a re-run that
+    # changes nothing does not look at them (no request), a first publish or a new tag restores them.
+    writes = result['documents'] or result['copies'] or result['tags'] or result['tags_list']
+    result['root'] = list(plan_view.get('roots') or []) if writes and plan_view['tags'] else []
     return result
 
 
@@ -315,8 +359,8 @@ def commit(store, planned, stage, index_bytes=None):
         for doc in planned['documents']:
             _put(store, flavour, doc['key'], doc['data'].encode('utf-8'), doc['media_type'], True)
             counts['documents'] += 1
-        if planned['root']:
-            store.put_exact(ROOT_KEY, ROOT_BODY, ROOT_TYPE, False)
+        for key in planned['root']:     # rewritten whenever the view changes: not worth a ledger entry
+            store.put_exact(key, ROOT_BODY, ROOT_TYPE, False, ledger=False)
             counts['documents'] += 1
     elif stage == 'after_index':
         for doc in planned['tags']:
@@ -339,7 +383,7 @@ def summary(planned, done=None):
     if not planned or not planned.get('name'):
         return {}
     if done is None:
-        written = len(planned['documents']) + len(planned['tags']) + int(planned['root']) + int(planned['tags_list'])
+        written = len(planned['documents']) + len(planned['tags']) + len(planned['root']) + int(planned['tags_list'])
         removed = len(planned['stale']) + len(planned['remove'])
         copies = len(planned['copies'])
     else:
@@ -361,7 +405,6 @@ def diff_lines(planned, done=None):
         'made' if done else 'to make')]
 
 
-__all__ = ['API_VERSION', 'EXTENSIONS', 'FLAVOURS', 'ROOT_KEY', 'blob_key', 'changed', 'commit', 'diff_lines', 'for_ops',
-           'manifest_key', 'probe', 'probe_request', 'settle', 'summary', 'tag_keys', 'tags_document', 'tags_list_key',
-           'valid_name', 'valid_tag',
-           'view']
+__all__ = ['API_VERSION', 'EXTENSIONS', 'FLAVOURS', 'NAME_HELP', 'ROOT_KEY', 'ROOT_KEYS', 'blob_key', 'changed', 'commit',
+           'diff_lines', 'digest_of_key', 'for_ops', 'inspect', 'manifest_key', 'name_prefix', 'probe', 'probe_request',
+           'settle', 'summary', 'tag_keys', 'tags_document', 'tags_list_key', 'valid_name', 'valid_tag', 'view']

@@ -57,6 +57,8 @@ def summary(site, plan: dict, done: dict = None) -> dict:
         if pruned is not None:
             result['blobs_pruned'] = pruned['blobs']
             result['bytes_pruned'] = pruned['bytes']
+            if (plan.get('registry') or {}).get('flavour') == 'objects':
+                result['registry_objects_pruned'] = pruned.get('registry_objects', 0)
         if changes.get('replaced_invalid'):
             result['replaced_invalid_index'] = changes['replaced_invalid']
         result.update(_registry.summary(plan.get('registry'), done.get('registry') if done else None))
@@ -89,8 +91,10 @@ def diff(site, plan: dict, done: dict = None, describe=None) -> list:
                                                ', '.join(change['after']) or '(removed)'))
         pruned = done['prune'] if done else plan['prune']
         if pruned is not None:
-            lines.append('%d unreferenced blob(s), %s %s'
-                         % (pruned['blobs'], size_text(pruned['bytes']), 'pruned' if done else 'to prune'))
+            lines.append('%d unreferenced blob(s), %s %s%s'
+                         % (pruned['blobs'], size_text(pruned['bytes']), 'pruned' if done else 'to prune',
+                            ', and %d registry view object(s) no tag reaches' % pruned['registry_objects']
+                            if pruned.get('registry_objects') else ''))
         lines.extend(_registry.diff_lines(plan.get('registry'), done.get('registry') if done else None))
         differences.extend([
             {'before_header': '%s (tags)' % site.index_url, 'after_header': '%s (tags)' % site.index_url,

@@ -197,6 +197,8 @@ class S3Store(MetadataLedger, Store):
         self._learnt = {}        # key -> (content_type, cache_control) known right, to record
         self._written = set()    # keys written (uploaded/copied) by this store: relist to record
         self._documents = {}     # key -> (bytes or None, etag, headers) as last read by read()
+        self._peeked = {}        # key -> what _get returned ahead of the probe (peek), for its read()
+        self._bucket_checked = False
         self._quote_etags = False  # If-Match form: bare ETag (RGW needs it, AWS accepts it) or quoted
         self._etag_flips = 0
         self._conflict_etag = None
@@ -225,7 +227,9 @@ class S3Store(MetadataLedger, Store):
                               's3_publisher role)' % self.bucket, code='NoSuchBucket', status=404)
 
     def check(self):
-        self.check_bucket()
+        if not self._bucket_checked:     # once per store: peek() may have checked it before the probe
+            self.check_bucket()
+            self._bucket_checked = True
 
     def inspect(self, blobs, documents):
         """Blobs and documents served with the wrong headers (``check_metadata``, ``document_drifted``)."""
@@ -322,9 +326,15 @@ class S3Store(MetadataLedger, Store):
 
     def read(self, key, max_bytes):
         """The object's bytes or None; remembered (with its ETag) for ``update_document``."""
-        got = self._get(key, max_bytes)
+        got = self._peeked.pop(key, None) or self._get(key, max_bytes)
         self._documents[key] = got
         return got[0]
+
+    def peek(self, key, max_bytes):
+        """``read`` ahead of the probe (to choose the site layout); the probe's ``read`` of ``key`` costs no request."""
+        self.check()
+        self._peeked[key] = self._get(key, max_bytes)
+        return self._peeked[key][0]
 
     def document_drifted(self, key, media_type):
         """Whether a document last read by ``read`` is served with the wrong headers."""
@@ -493,12 +503,16 @@ class S3Store(MetadataLedger, Store):
         self._put(key, data, self.document_headers(media_type))
         self._documents.pop(key, None)
 
-    def put_exact(self, key, data, content_type, immutable=False):
-        """PUT a registry view object with ``content_type`` as it is (no charset) and a blob's or a document's Cache-Control.
+    def view_headers(self, content_type, immutable=False):
+        """(Content-Type, Cache-Control) of a registry view object: the type as it is (no charset)."""
+        return content_type, self.blob_cache_control if immutable else self.document_cache_control
 
-        ``key`` may be the view's root, ``v2/`` (an object whose key ends in a slash).
+    def put_exact(self, key, data, content_type, immutable=False, ledger=True):
+        """PUT a registry view object with ``view_headers``; recorded in the metadata ledger unless not ``ledger``.
+
+        ``key`` may be the view's root, ``v2/`` (an object whose key ends in a slash; never in the ledger).
         """
-        cache_control = self.blob_cache_control if immutable else self.document_cache_control
+        content_type, cache_control = self.view_headers(content_type, immutable)
         if key == 'v2/':
             where = 's3://%s/%s%s' % (self.bucket, self.prefix, key)
             try:
@@ -509,7 +523,9 @@ class S3Store(MetadataLedger, Store):
                 self._count('put')
             return
         self._put(key, data, (content_type, cache_control))
-        self._remember_written(key, len(data), ledger=False)
+        if ledger:
+            self._learnt[key] = (content_type, cache_control)
+        self._remember_written(key, len(data), ledger=ledger)
 
     def copy_objects(self, copies):
         """Server-side copies ``[{'src', 'key', 'size'}]`` (headers kept): one CopyObject each, no bytes uploaded.
@@ -540,7 +556,9 @@ class S3Store(MetadataLedger, Store):
             raise errors[0]
         for c in copies:
             self._count('copy')
-            self._remember_written(c['key'], c['size'], ledger=False)
+            if c.get('media_type'):       # the copy keeps the source's headers: a blob's
+                self._learnt[c['key']] = self.blob_headers(c['media_type'])
+            self._remember_written(c['key'], c['size'])
 
     def _put(self, key, data, headers, condition=None, acl=True):
         """One PutObject; ``headers`` is (Content-Type, Cache-Control)."""

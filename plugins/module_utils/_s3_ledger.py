@@ -12,7 +12,8 @@ in place: any change (a PUT, or a copy onto itself as ``aws s3 cp
 LastModified. So the store keeps a private *ledger* object,
 ``<prefix>.oci-discovery/s3-ledger.json``, recording for each CAS object the
 ETag, size and LastModified at which its Content-Type, Cache-Control and
-Content-Encoding were last seen to be right (from this store's own writes or a
+Content-Encoding were last seen to be right (the registry view's objects under
+``v2/<name>/`` too, checked against their exact headers) (from this store's own writes or a
 HEAD). When checking blobs that already exist:
 
 * ledger entry matches the LIST (same ETag, size and LastModified) and records
@@ -94,6 +95,9 @@ class MetadataLedger:
     def check_metadata(self, blobs):
         """Which existing blobs have the wrong headers. ``blobs``: the plan's dicts (key, mediaType).
 
+        An item with ``headers`` (Content-Type, Cache-Control) is checked against
+        those instead of a blob's (the registry view's objects).
+
         Uses the LIST already made by ``stat`` and the ledger; HEADs only
         objects the ledger cannot vouch for, in parallel. Returns a list of
         dicts (key, size, etag, current and expected content_type and
@@ -110,7 +114,7 @@ class MetadataLedger:
             if key not in objects:
                 continue
             size, etag, last_modified = objects[key]
-            expected = self.blob_headers(blob.get('mediaType'))
+            expected = tuple(blob['headers']) if blob.get('headers') else self.blob_headers(blob.get('mediaType'))
             entry = ledger.get(key)
             if entry and entry[0] == etag and entry[1] == size and entry[2] == last_modified:
                 if (entry[3], entry[4]) != expected:
@@ -138,7 +142,8 @@ class MetadataLedger:
         """Record what this store learnt about objects' headers (a conditional PUT; no-op when nothing new).
 
         Objects written in this run are listed again to learn their new ETag
-        and LastModified: one LIST per object when few, else the whole prefix.
+        and LastModified: one LIST per object when few, else the prefixes this
+        run listed that hold them (``oci-cas/``, ``v2/<name>/``), each once.
         Returns whether the ledger was written.
         """
         if not self.use_ledger or not self._learnt:
@@ -153,9 +158,7 @@ class MetadataLedger:
             for key in written:
                 objects.update(self._list_one(key))
         elif written:
-            self._listings.clear()
-            objects = self.listing(written)
-            objects.update(self.listing(list(self._learnt)))
+            objects.update(self._relist(written))
         new = {}
         for key, (content_type, cache_control) in self._learnt.items():
             size, etag, last_modified = objects.get(key, (None, None, None))
@@ -185,6 +188,26 @@ class MetadataLedger:
             return False
         self._learnt = {}
         return True
+
+    def _relist(self, keys):
+        """LIST again the smallest set of this run's listed prefixes holding ``keys`` (others one LIST each)."""
+        full = dict((key, self.object_key(key)) for key in keys)
+        covering = set()
+        for key in keys:
+            holders = [p for p in self._listings if full[key].startswith(p)]
+            if holders:
+                covering.add(min(holders, key=len))
+        covering = set(p for p in covering if not any(p != q and p.startswith(q) for q in covering))
+        for listed in covering:
+            for other in [p for p in self._listings if p.startswith(listed)]:
+                del self._listings[other]
+        objects = {}
+        for listed in sorted(covering):
+            objects.update(self._list_prefix(listed[len(self.prefix):]))
+        for key in keys:
+            if not any(full[key].startswith(p) for p in covering):
+                objects.update(self._list_one(key))
+        return objects
 
     def _list_one(self, key):
         full = self.object_key(key)

@@ -4,7 +4,7 @@
 """Where a site's documents and blobs go, and the templates that lead consumers to them.
 
 A *site layout* is how one site (a web root or a bucket prefix) is
-organised. Two are supported, the two publishing layouts of the
+organised. The first two are the two publishing layouts of the
 oci-discovery specifications (see ``docs/specification.md``):
 
 ``cas_bucket``
@@ -12,7 +12,16 @@ oci-discovery specifications (see ``docs/specification.md``):
     blobs shared at ``oci-cas/{algorithm}/{encoded:2}/{encoded}``;
 ``directories``
     one OCI image layout per family at ``oci-image/{path}/`` (``oci-layout``,
-    ``index.json``, ``blobs/{algorithm}/{encoded}``).
+    ``index.json``, ``blobs/{algorithm}/{encoded}``);
+``registry`` (S3 buckets only)
+    the index at ``oci-index/{path}`` as in ``cas_bucket`` (same well-known
+    document), but each family's blobs at the registry API's own path,
+    ``v2/{path}/blobs/{algorithm}:{encoded}``: the CAS *is* the registry
+    view's blob store, so a bucket behind a front without rewrite rules
+    serves ``/v2/<name>/blobs/<digest>`` without a copy. Blobs are stored
+    once per family (not shared between families). The index records the
+    layout (``LAYOUT_ANNOTATION``), so a family is never half-moved from one
+    layout to another (``check_index_layout``).
 
 ``SiteLayout`` turns a family and digests into store keys (relative POSIX
 paths) and URLs, gives the casEngines entry written into every published
@@ -39,7 +48,12 @@ from ansible_collections.oci.discovery.plugins.module_utils._names import (
 from ansible_collections.oci.discovery.plugins.module_utils._spec import (
     CAS_PROTOCOL, INDEX_PROTOCOL, MAX_REF_ENGINES_BYTES, WELL_KNOWN_KEY)
 
-SITE_LAYOUTS = ('cas_bucket', 'directories')
+SITE_LAYOUTS = ('cas_bucket', 'directories', 'registry')
+# The site layouts a web root can have (the nginx_publisher role rewrites /v2/ blob URLs to their CAS).
+WEB_ROOT_LAYOUTS = ('cas_bucket', 'directories')
+# The top-level annotation of a family index published in a site layout other than cas_bucket and directories
+# (whose index keys differ: a cas_bucket index never has it).
+LAYOUT_ANNOTATION = 'io.github.oci-discovery.site-layout'
 # Names that a family path may not use as a segment in the directories layout:
 # they are the files and directories of the layout served for another family.
 _LAYOUT_NAMES = ('blobs', 'index.json', 'oci-layout')
@@ -86,12 +100,64 @@ def check_kind(kind: str) -> str:
     return kind
 
 
+def check_web_root_kind(kind: str) -> str:
+    """A site layout a web root can have, or PlanError saying why ``registry`` is for S3 only."""
+    if kind == 'registry':
+        raise PlanError('site_layout registry is for S3 buckets (s3_publish_layout), where a front without rewrite '
+                        'rules needs the blobs at the registry paths v2/<name>/blobs/; in a web root the '
+                        'nginx_publisher role serves /v2/<name>/blobs/ from the CAS of cas_bucket or directories '
+                        'without a copy: choose one of those')
+    return check_kind(kind)
+
+
+def recorded_layout(index) -> str:
+    """The site layout a parsed family index at ``oci-index/`` was published with (``cas_bucket`` unless recorded)."""
+    annotations = index.get('annotations') if isinstance(index, dict) else None
+    kind = annotations.get(LAYOUT_ANNOTATION) if isinstance(annotations, dict) else None
+    return kind if kind in SITE_LAYOUTS else 'cas_bucket'
+
+
+def check_index_layout(index, kind: str, what: str) -> None:
+    """Refuse to publish in site layout ``kind`` into an index that has entries published in another one.
+
+    The entries of an index point at one CAS (their casEngines); mixing two
+    would leave blobs where prune of one layout cannot see them. An index
+    without entries is adopted by the new layout.
+    """
+    if index is None or not index.get('manifests'):
+        return
+    recorded = recorded_layout(index)
+    if kind in ('cas_bucket', 'registry') and recorded != kind:
+        raise PlanError('%s was published with site_layout %s, not %s: its blobs are at %s; publish with '
+                        'site_layout %s (or leave site_layout unset), or withdraw every tag (state: absent, '
+                        'prune: true) before publishing the family in another layout'
+                        % (what, recorded, kind, 'v2/<name>/blobs/' if recorded == 'registry' else 'oci-cas/',
+                           recorded))
+
+
+def default_layout(index_raw, registry_view: bool, path: str) -> str:
+    """The site layout of an S3 family when ``site_layout`` is not given.
+
+    ``index_raw`` is the family's index at ``oci-index/{path}`` (None: not
+    published yet). A published family keeps the layout its index records;
+    a new one gets ``registry`` when the registry view is on and its path is a
+    registry repository name (no blob copies), else ``cas_bucket``.
+    """
+    if index_raw is not None:
+        try:
+            return recorded_layout(load_json(index_raw, 'index'))
+        except DocumentError:
+            return 'cas_bucket'       # the publish refuses the invalid index, naming it
+    from ansible_collections.oci.discovery.plugins.module_utils._registry import valid_name
+    return 'registry' if registry_view and valid_name(path) else 'cas_bucket'
+
+
 # -- site layouts --------------------------------------------------------------
 
 class SiteLayout:
     """Where a family's documents and blobs go in a store, and the templates that find them.
 
-    ``kind`` is ``cas_bucket`` or ``directories`` (``SITE_LAYOUTS``); ``name`` an image family
+    ``kind`` is ``cas_bucket``, ``directories`` or ``registry`` (``SITE_LAYOUTS``); ``name`` an image family
     (``example.com/team/app``, no fragment); ``base_url`` the public URL of
     the store's root (default ``https://<host of name>``). ``cas_template``
     and ``index_template`` override the defaults written for consumers.
@@ -118,6 +184,12 @@ class SiteLayout:
                 if segment in _LAYOUT_NAMES:
                     raise PlanError('name %r: a path segment %r would collide with the files of a served '
                                     'layout in the directories site layout' % (name.name, segment))
+        if kind == 'registry':
+            from ansible_collections.oci.discovery.plugins.module_utils._registry import NAME_HELP, valid_name
+            if not valid_name(self.path):
+                raise PlanError('name %r: site_layout registry stores blobs at v2/<name>/blobs/, but the path %r is '
+                                'not a registry repository name (%s): use site_layout cas_bucket'
+                                % (name.name, self.path, NAME_HELP))
         if not base_url and name.host.startswith('['):
             raise PlanError('name %r: the host is an IP literal, and the default templates (https://{host}/...) '
                             'cannot name it (RFC 6570 percent-encodes "[" and "]"): give base_url, for example '
@@ -151,7 +223,7 @@ class SiteLayout:
 
     @property
     def index_key(self):
-        if self.kind == 'cas_bucket':
+        if self.kind in ('cas_bucket', 'registry'):
             return 'oci-index/%s' % self.path
         return self.family_dir + 'index.json'
 
@@ -162,6 +234,8 @@ class SiteLayout:
 
     @property
     def blob_prefix(self):
+        if self.kind == 'registry':
+            return 'v2/%s/blobs/' % self.path
         return 'oci-cas/' if self.kind == 'cas_bucket' else self.family_dir + 'blobs/'
 
     @property
@@ -173,6 +247,8 @@ class SiteLayout:
         d = parse_digest(digest)
         if self.kind == 'cas_bucket':
             return 'oci-cas/%s/%s/%s' % (d.algorithm, d.encoded[:2], d.encoded)
+        if self.kind == 'registry':
+            return '%s%s:%s' % (self.blob_prefix, d.algorithm, d.encoded)
         return '%s%s/%s' % (self.blob_prefix, d.algorithm, d.encoded)
 
     def digest_of_key(self, key: str):
@@ -180,7 +256,10 @@ class SiteLayout:
         if not key.startswith(self.blob_prefix):
             return None
         parts = key[len(self.blob_prefix):].split('/')
-        if self.kind == 'cas_bucket':
+        if self.kind == 'registry':
+            # v2/<name>/blobs/<digest>; deeper keys belong to a nested name (v2/<name>/blobs/manifests/...)
+            parts = parts[0].split(':', 1) if len(parts) == 1 else []
+        elif self.kind == 'cas_bucket':
             if len(parts) != 3 or parts[2][:2] != parts[1]:
                 return None
             parts = [parts[0], parts[2]]
@@ -203,10 +282,12 @@ class SiteLayout:
     def _default_cas_template(self):
         if self.kind == 'cas_bucket':
             return self.base_url + '/oci-cas/{algorithm}/{encoded:2}/{encoded}'
+        if self.kind == 'registry':
+            return '%s/%s{algorithm}:{encoded}' % (self.base_url, _url_path(self.blob_prefix))
         return '%s/%sblobs/{algorithm}/{encoded}' % (self.base_url, _url_path(self.family_dir))
 
     def _default_index_template(self):
-        if self.kind == 'cas_bucket':
+        if self.kind in ('cas_bucket', 'registry'):
             return self.base_url + '/oci-index/{path}'
         return self.base_url + '/oci-image/{path}/index.json'
 
@@ -268,7 +349,7 @@ def default_ref_engines(kind: str, base_url: str = None) -> dict:
     """
     check_kind(kind)
     base = check_base_url(base_url) if base_url else 'https://{host}'
-    if kind == 'cas_bucket':
+    if kind in ('cas_bucket', 'registry'):   # the registry layout's casEngines are in every index entry
         return {'refEngines': [{'protocol': INDEX_PROTOCOL, 'uri': base + '/oci-index/{path}'}]}
     return {'refEngines': [{'protocol': INDEX_PROTOCOL, 'uri': base + '/oci-image/{path}/index.json'}],
             'casEngines': [{'protocol': CAS_PROTOCOL, 'uri': base + '/oci-image/{path}/blobs/{algorithm}/{encoded}'}]}
@@ -321,5 +402,7 @@ def update_ref_engines(raw: bytes, managed: dict, what: str, exclusive: bool = F
     return canonical_json(after), existing, after
 
 
-__all__ = ['SITE_LAYOUTS', 'PlanError', 'SiteLayout', 'check_base_url', 'check_kind', 'default_ref_engines',
-           'managed_ref_engines', 'update_ref_engines']
+__all__ = ['LAYOUT_ANNOTATION', 'SITE_LAYOUTS', 'WEB_ROOT_LAYOUTS', 'PlanError', 'SiteLayout', 'check_base_url',
+           'check_index_layout', 'check_kind', 'check_web_root_kind', 'default_layout', 'default_ref_engines',
+           'managed_ref_engines',
+           'recorded_layout', 'update_ref_engines']

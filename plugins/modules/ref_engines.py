@@ -144,7 +144,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.oci.discovery.plugins.module_utils import _publish
 from ansible_collections.oci.discovery.plugins.module_utils._report import pretty_json
-from ansible_collections.oci.discovery.plugins.module_utils._site import SITE_LAYOUTS, managed_ref_engines
+from ansible_collections.oci.discovery.plugins.module_utils._site import WEB_ROOT_LAYOUTS, managed_ref_engines
 from ansible_collections.oci.discovery.plugins.module_utils._spec import WELL_KNOWN_KEY
 from ansible_collections.oci.discovery.plugins.module_utils._stores import WEB_ROOT_OPTIONS, web_root_store
 
@@ -153,7 +153,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             WEB_ROOT_OPTIONS,
-            site_layout=dict(type='str', choices=list(SITE_LAYOUTS), default='cas_bucket'),
+            site_layout=dict(type='str', choices=list(WEB_ROOT_LAYOUTS), default='cas_bucket'),
             base_url=dict(type='str'),
             ref_engines=dict(type='list', elements='dict'),
             cas_engines=dict(type='list', elements='dict'),

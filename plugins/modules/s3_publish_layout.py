@@ -15,10 +15,8 @@ description:
   - Makes images of an OCI image layout discoverable through the oci-discovery protocols by
     writing them into an S3 bucket (AWS S3 or any S3-compatible store such as Ceph RGW or MinIO),
     typically served by a CDN or a website endpoint at the root of O(base_url).
-  - Same site layouts and same publish algorithm as M(oci.discovery.publish_layout). V(cas_bucket)
-    (the default) writes one image index per family at C(oci-index/{path}) and every family's
-    blobs, shared, at C(oci-cas/{algorithm}/{encoded:2}/{encoded}); V(directories) writes an OCI
-    image layout per family at C(oci-image/{path}/).
+  - Same publish algorithm as M(oci.discovery.publish_layout), with one more site layout for
+    buckets, V(registry), the default for new families (see O(site_layout)).
   - Every object is served right without any server configuration. A blob gets its descriptor's
     media type as Content-Type (manifests, indexes, configs and layers alike) and a long, immutable
     Cache-Control; indexes and the well-known document get their media type with C(; charset=utf-8)
@@ -51,6 +49,33 @@ description:
     into a web root (merged, engines written by others kept), with O(well_known=true).
   - Run it where the layout is, usually the controller (C(delegate_to=localhost)).
 options:
+  site_layout:
+    description:
+      - How the site is organised. V(cas_bucket) writes one image index per family at C(oci-index/{path})
+        and every family's blobs, shared between families, at C(oci-cas/{algorithm}/{encoded:2}/{encoded}).
+        V(directories) writes an OCI image layout per family at C(oci-image/{path}/). V(registry) writes the
+        index at C(oci-index/{path}) as V(cas_bucket) does (the same well-known document finds both), but each
+        family's blobs at the registry API's own path C(v2/{path}/blobs/{algorithm}:{encoded}), so the
+        registry view (O(registry_view)) needs no copy of them; blobs are then stored once per family, not
+        shared between families.
+      - Default (not set) is the layout the family's index records when the family is published already
+        (V(registry) or V(cas_bucket); one GET, the one the publish makes anyway), else V(registry) when
+        O(registry_view=true) and the name's path is a registry repository name, else V(cas_bucket).
+        Families of one bucket may use different layouts.
+      - A family is never moved from one layout to another. Publishing or removing tags with another
+        O(site_layout) than the index records is refused, naming both, and writes nothing (withdraw every
+        tag with O(prune) first, or publish under another prefix).
+      - "What each costs with O(registry_view=true), for a first publish of B blobs (M of them manifests or
+        indexes) and T tags: V(registry) uploads the B blobs once and writes M + T + 1 small objects (about
+        a KiB each) and the two API root objects: B + M + T + 3 PUTs, the bytes of the layout once.
+        V(cas_bucket) and V(directories) upload the B blobs and make B - M server-side copies (CopyObject,
+        no upload bytes, but the stored bytes of configs and layers are doubled), then the same M + T + 3
+        PUTs: about twice the requests. A re-run that changes nothing costs the same requests as without
+        the registry view in V(registry) (the blobs and the view share one LIST of C(v2/<name>/)), one LIST
+        page more per 1,000 objects in the others."
+    type: str
+    choices: [cas_bucket, directories, registry]
+    default: null
   src:
     description:
       - The OCI image layout to publish, a directory on the host the module runs on (with
@@ -109,18 +134,17 @@ options:
         a plain reverse proxy) that only maps the host root to the bucket, without rewrite rules.
         The registry name is the image name's path (C(team/app)).
       - Objects written, in the commit order of the rest (blobs, manifests, index, then tags).
-        C(v2/<name>/blobs/<digest>) is a server-side copy (CopyObject) of each config and layer
-        (the C(/v2/.../blobs/) path cannot be mapped onto the CAS without rewrite rules, and
-        website redirects only work on website endpoints); C(v2/<name>/manifests/<digest>) for each
-        manifest and image index reachable from the tags (every child of a multi-platform index
-        included), then C(v2/<name>/manifests/<tag>) after the index, each with the exact media type
-        as Content-Type; and C(v2/) (C({}), C(application/json)) when the family is first published,
-        which answers the API root.
-      - Cost, per family, for a first publish of B blobs with M manifests and indexes and T tags,
-        B - M CopyObject requests (no upload bytes; the stored bytes of the configs and layers are
-        doubled), M + T PUTs of a few KiB, one more LIST page per 1,000 objects. A re-run with
-        nothing new costs one LIST page of C(v2/<name>/) per 1,000 objects and no GET (tag objects
-        are compared by ETag).
+        C(v2/<name>/blobs/<digest>) are the blobs themselves in O(site_layout=registry); in the other
+        layouts a server-side copy (CopyObject) of each config and layer (the C(/v2/.../blobs/) path
+        cannot be mapped onto the CAS without rewrite rules, and website redirects only work on website
+        endpoints). C(v2/<name>/manifests/<digest>) for each manifest and image index reachable from the
+        tags (every child of a multi-platform index included), then C(v2/<name>/manifests/<tag>) and
+        C(v2/<name>/tags/list) after the index, each with the exact media type as Content-Type. C(v2/) and
+        C(v2/<website_index_suffix>) (C({}), C(application/json)) answer the API root C(GET /v2/), on a
+        plain front and on a website endpoint (see O(website_index_suffix)); they are rewritten by every
+        run that changes the family's view (a run that changes nothing does not look at them).
+      - The costs are under O(site_layout). Header drift of the view's objects is found and fixed like
+        that of blobs (the metadata ledger; no HEAD per object on a re-run).
       - S3 cannot send C(Docker-Distribution-API-Version) or C(Docker-Content-Digest); skopeo, podman
         and containerd do not need them (they compute the digest from the bytes). Unknown tags and
         digests answer S3's own 404 C(NoSuchKey) (an XML body), or 403 where anonymous readers may not
@@ -128,9 +152,19 @@ options:
       - Tags that are not registry tags, tags with several index entries, and names whose path is
         not a registry repository name are left out of the view with a warning naming them;
         discovery keeps them. With O(state=absent) the tag objects are removed before the index
-        changes; blob copies and manifests by digest stay.
+        changes; blob copies and manifests by digest stay until O(prune), which removes those the
+        family's index no longer reaches (older than O(prune_min_age)), never one it still reaches.
     type: bool
     default: true
+  website_index_suffix:
+    description:
+      - The index document suffix of the bucket's website configuration. With O(registry_view=true) the
+        object answering the API root is also written as C(v2/<suffix>), because a website endpoint answers
+        C(GET /v2/) with the object C(v2/<suffix>) (AWS S3 and Ceph RGW alike), where a plain front asks for
+        the object C(v2/). The C(oci.discovery.s3_publisher) role passes its C(s3_publisher_website_suffix).
+      - Empty writes only C(v2/). It must not contain C(/).
+    type: str
+    default: index.html
   well_known:
     description:
       - Also merge the ref engines of this site into the well-known document
@@ -414,8 +448,20 @@ registry_objects_removed:
   returned: when O(registry_view=true) and the name's path is a registry repository name
   type: int
   sample: 0
+registry_objects_pruned:
+  description: Registry view manifests by digest and blob copies that the family's index no longer reaches, deleted
+    by O(prune) (that would be deleted, in check mode).
+  returned: when O(prune=true) and O(registry_view=true) and the name's path is a registry repository name
+  type: int
+  sample: 0
+site_layout:
+  description: The site layout used (the one chosen when O(site_layout) is not set).
+  returned: when O(name) is given
+  type: str
+  sample: registry
 registry_blobs_copied:
-  description: Blob copies made for the registry view (S3 only; 0 for web roots, whose server maps blobs to the CAS).
+  description: Blob copies made for the registry view (0 with O(site_layout=registry), whose blobs are at the view's
+    paths).
   returned: when O(registry_view=true) and the name's path is a registry repository name
   type: int
   sample: 0
@@ -441,8 +487,10 @@ from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleA
 
 from ansible_collections.oci.discovery.plugins.module_utils import _publish
 from ansible_collections.oci.discovery.plugins.module_utils._layout import Layout
+from ansible_collections.oci.discovery.plugins.module_utils._registry import ROOT_KEY
 from ansible_collections.oci.discovery.plugins.module_utils._s3 import BLOB_CACHE_CONTROL, DOCUMENT_CACHE_CONTROL, S3Store
-from ansible_collections.oci.discovery.plugins.module_utils._site import SiteLayout, managed_ref_engines
+from ansible_collections.oci.discovery.plugins.module_utils._site import SITE_LAYOUTS, SiteLayout, default_layout, managed_ref_engines
+from ansible_collections.oci.discovery.plugins.module_utils._spec import MAX_INDEX_BYTES
 
 CANNED_ACLS = ['private', 'public-read', 'public-read-write', 'authenticated-read', 'aws-exec-read',
                'bucket-owner-read', 'bucket-owner-full-control']
@@ -461,6 +509,7 @@ def argument_spec():
     return dict(
         _publish.PUBLISH_OPTIONS,
         access_key=access_key,
+        site_layout=dict(type='str', choices=list(SITE_LAYOUTS)),
         src=dict(type='path'),
         name=dict(type='str'),
         bucket=dict(type='str', required=True),
@@ -469,6 +518,7 @@ def argument_spec():
         prune=dict(type='bool', default=False),
         prune_min_age=dict(type='int', default=86400),
         registry_view=dict(type='bool', default=True),
+        website_index_suffix=dict(type='str', default='index.html'),
         well_known=dict(type='bool', default=False),
         well_known_ref_engines=dict(type='list', elements='dict'),
         well_known_cas_engines=dict(type='list', elements='dict'),
@@ -482,32 +532,54 @@ def argument_spec():
     )
 
 
+def choose_layout(p, store):
+    """The site layout: O(site_layout), else ``_site.default_layout`` from the family's index (read once)."""
+    if p['site_layout']:
+        return p['site_layout']
+    if p['name'] is None:
+        return 'cas_bucket'
+    probe = SiteLayout('cas_bucket', p['name'], base_url=p['base_url'])    # the index key of cas_bucket and registry
+    return default_layout(store.peek(probe.index_key, MAX_INDEX_BYTES), p['registry_view'], probe.path)
+
+
+def registry_roots(suffix):
+    """The keys of the objects answering ``GET /v2/``: ``v2/``, and ``v2/<suffix>`` for website endpoints."""
+    if suffix and '/' in suffix:
+        raise ValueError('website_index_suffix %r must not contain "/" (S3 website configurations refuse it)'
+                         % suffix)
+    return (ROOT_KEY,) + ((ROOT_KEY + suffix,) if suffix else ())
+
+
 def run(module, client):
     """Options -> ``_publish.run`` with the bucket as the target; returns (result, diff)."""
     p = module.params
-    site = None
-    if p['name'] is not None:
-        site = SiteLayout(p['site_layout'], p['name'], base_url=p['base_url'], cas_template=p['cas_template'],
-                          index_template=p['index_template'])
-    well_known = None
-    if p['well_known']:
-        well_known = managed_ref_engines(p['site_layout'], p['base_url'], p['well_known_ref_engines'],
-                                         p['well_known_cas_engines'])
-    request = _publish.Request(site, state=p['state'], tags=p['tags'], force=p['force'], prune=p['prune'],
-                               prune_min_age=p['prune_min_age'], well_known=well_known,
-                               exclusive_well_known=p['well_known_exclusive'],
-                               registry_view='objects' if p['registry_view'] else None)
-    layout = Layout(p['src']) if _publish.needs_layout(request, bool(p['src'])) else None
     store = S3Store(client, p['bucket'], p['prefix'], acl=p['acl'], blob_cache_control=p['blob_cache_control'],
                     document_cache_control=p['document_cache_control'], max_concurrency=p['max_concurrency'],
                     multipart_threshold=p['multipart_chunksize'], multipart_chunksize=p['multipart_chunksize'],
                     conditional_writes=p['conditional_writes'])
+    kind = choose_layout(p, store)
+    site = None
+    if p['name'] is not None:
+        site = SiteLayout(kind, p['name'], base_url=p['base_url'], cas_template=p['cas_template'],
+                          index_template=p['index_template'])
+    well_known = None
+    if p['well_known']:
+        well_known = managed_ref_engines(kind, p['base_url'], p['well_known_ref_engines'],
+                                         p['well_known_cas_engines'])
+    request = _publish.Request(site, state=p['state'], tags=p['tags'], force=p['force'], prune=p['prune'],
+                               prune_min_age=p['prune_min_age'], well_known=well_known,
+                               exclusive_well_known=p['well_known_exclusive'],
+                               registry_view='objects' if p['registry_view'] else None,
+                               registry_roots=registry_roots(p['website_index_suffix']))
+    layout = Layout(p['src']) if _publish.needs_layout(request, bool(p['src'])) else None
     outcome = _publish.run(_publish.StoreTarget(store), request, layout, check_mode=module.check_mode)
     for warning in store.warnings:
         module.warn(warning)
     fixed = list(store.fixed) if outcome.done else [item['key'] for item in outcome.plan['fix']]
     result = dict(outcome.result, objects_fixed=len(fixed), fixed_keys=[store.object_key(k) for k in fixed],
                   bucket=store.bucket, prefix=store.prefix, requests=dict(store.requests))
+    if site is not None:
+        result['site_layout'] = kind
     result['changed'] = bool(result['changed'] or fixed)
     differences = list(outcome.diff)
     if fixed:

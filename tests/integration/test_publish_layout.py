@@ -467,6 +467,9 @@ def test_bad_input_changes_nothing(sshd, layouts, broken_layout, layout_copy, ru
          'oci-index/app is the index of example.com/app, not of other.example.com/app'),
         ('another host, removing tags', dict(name='other.example.com/app', tags=['1.0'], state='absent'),
          'oci-index/app is the index of example.com/app, not of other.example.com/app'),
+        # issue 12: the registry site layout is for S3 buckets
+        ('registry site layout in a web root', dict(src=layouts.family, name='example.com/app', site_layout='registry'),
+         'site_layout registry is for S3 buckets'),
     ]
     tasks = []
     for task_name, args, dummy in cases:

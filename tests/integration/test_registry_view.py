@@ -7,8 +7,14 @@ https sites on the same port, published once by the role:
   localhost   cas_bucket:  localhost/app (family layout), localhost/team/multi (multi-platform)
   127.0.0.1   directories: 127.0.0.1/team/app (family layout), 127.0.0.1/multi (multi-platform)
 
-and one S3 site: s3_publish_layout into a Ceph RGW bucket (public-read), served by an nginx that
-only proxies the host root to the bucket (no rewrite rule: the "plain front" of a CDN origin).
+and three S3 sites, s3_publish_layout into Ceph RGW buckets (public-read):
+
+  s3          the default site layout (registry: blobs at v2/<name>/blobs/), served by an nginx that
+              only proxies the host root to the bucket (no rewrite rule: the "plain front" of a CDN origin)
+  s3-copies   site_layout cas_bucket (the view copies each blob), same plain front
+  s3-website  the default site layout in a bucket with website hosting on, reached through RGW's
+              website endpoint (Host <bucket>.s3-website.test), where GET /v2/ answers v2/index.html
+
 Every client call then runs against these sites; digests are compared with the source layouts
 and the trees umoci unpacks from the copies with those it unpacks from the sources.
 """
@@ -141,22 +147,41 @@ def nginx_sites(sshd, ca, run_playbook, layouts):  # noqa: F811
         procs.remove_workdir(certs)
 
 
-@pytest.fixture(scope="module")
-def s3_site(rgw, run_playbook, layouts, nginx_factory_module):  # noqa: F811
-    bucket = "registry-view"
+def _s3_publish(rgw, run_playbook, layouts, bucket, **extra):  # noqa: F811
     client = rgw.client()
     client.create_bucket(Bucket=bucket)
+    if extra.pop("website", False):
+        client.put_bucket_website(Bucket=bucket, WebsiteConfiguration={"IndexDocument": {"Suffix": "index.html"}})
     tasks = [{"name": "publish %s" % name, "oci.discovery.s3_publish_layout": dict(
         rgw.module_args(), bucket=bucket, name="registry.test/%s" % name, src=src, acl="public-read",
-        base_url="http://registry.test")} for name, src in (("app", layouts.family), ("team/multi", layouts.multiplatform))]
+        base_url="http://registry.test", **extra)}
+        for name, src in (("app", layouts.family), ("team/multi", layouts.multiplatform))]
     result = run_playbook([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}])
     assert not result.failed, str(result)
-    # The plain front: the host root is the bucket, nothing else (no rewrite, no header added).
-    front = nginx_factory_module(servers=[server("location / { proxy_pass %s/%s/; }" % (rgw.endpoint_url(), bucket))])
-    site = Site("s3", "127.0.0.1", front.port, "s3", (["--tls-verify=false"], ["--src-tls-verify=false"]))
-    site.publish = result
-    site.bucket = bucket
-    yield site
+    return result
+
+
+@pytest.fixture(scope="module")
+def s3_site(rgw, run_playbook, layouts, nginx_factory_module):  # noqa: F811
+    """The S3 site of the default layout (s3_site.others: the cas_bucket and the website sites)."""
+    sites = []
+    for label, bucket, extra in (("s3", "registry-view", {}), ("s3-copies", "registry-copies", {"site_layout": "cas_bucket"}),
+                                 ("s3-website", "registry-website", {"website": True})):
+        result = _s3_publish(rgw, run_playbook, layouts, bucket, **extra)
+        if label == "s3-website":
+            # RGW's website endpoint (rgw dns s3website name): the bucket is the Host's first label.
+            location = "location / { proxy_pass %s/; proxy_set_header Host %s.%s; }" % (
+                rgw.endpoint_url(), bucket, rgw.website_domain)
+        else:
+            # The plain front: the host root is the bucket, nothing else (no rewrite, no header added).
+            location = "location / { proxy_pass %s/%s/; }" % (rgw.endpoint_url(), bucket)
+        front = nginx_factory_module(servers=[server(location)])
+        site = Site(label, "127.0.0.1", front.port, "s3", (["--tls-verify=false"], ["--src-tls-verify=false"]))
+        site.publish = result
+        site.bucket = bucket
+        sites.append(site)
+    sites[0].others = sites[1:]
+    yield sites[0]
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +200,7 @@ def nginx_factory_module(ca):
 
 def _all_sites(nginx_sites, s3_site):
     sites = [(nginx_sites.registry[k], nginx_sites.names[k]) for k in ("cas_bucket", "directories")]
-    sites.append((s3_site, ("app", "team/multi")))
+    sites.extend((site, ("app", "team/multi")) for site in [s3_site] + s3_site.others)
     return sites
 
 
@@ -282,7 +307,7 @@ def test_skopeo_copy_each_platform_and_all_of_a_multi_platform_index(nginx_sites
 
 def test_podman_pulls_an_image(nginx_sites, s3_site, layouts, public_tmp_path):  # noqa: F811
     expected = _entry_digest(layouts.family, "2.0")
-    for site, (single, dummy) in _all_sites(nginx_sites, s3_site)[::2]:   # the cas_bucket site and S3
+    for site, (single, dummy) in _all_sites(nginx_sites, s3_site)[::2]:   # the cas_bucket site, s3, s3-website
         root = tempfile.mkdtemp(prefix="podman-", dir="/tmp")     # podman: runroot paths under 50 characters
         tls = ["--cert-dir", nginx_sites.cert_dir] if site.kind == "nginx" else ["--tls-verify=false"]
         podman = ["podman", "--storage-driver", "vfs", "--root", root + "/root", "--runroot", root + "/run"]
@@ -341,7 +366,9 @@ def test_s3_second_run_changes_nothing_and_check_diff_cover_the_view(s3_site, rg
     assert again["changed"] is False and again["registry_objects_written"] == 0, again
     assert again["requests"]["put"] == 0 and again["requests"]["copy"] == 0, again["requests"]
     check = play("other", layouts.family, check=True).result("publish")
-    assert check["changed"] and check["registry_objects_written"] > 0 and check["registry_blobs_copied"] > 0, check
+    assert check["changed"] and check["registry_objects_written"] > 0, check
+    assert check["site_layout"] == "registry" and check["registry_blobs_copied"] == 0, check   # blobs at v2/other/
+    assert check["blobs_sent"] > 0, check
     assert any("registry view other:" in d.get("prepared", "") for d in check["diff"]), check["diff"]
     listed = rgw.client().list_objects_v2(Bucket=s3_site.bucket, Prefix="v2/other/")
     assert listed.get("KeyCount", 0) == 0

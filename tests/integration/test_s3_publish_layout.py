@@ -28,6 +28,7 @@ CHARSET = "; charset=utf-8"
 MT_INDEX = "application/vnd.oci.image.index.v1+json"
 MT_REF_ENGINES = "application/vnd.oci.ref-engines.v1+json"
 LEDGER = ".oci-discovery/s3-ledger.json"
+LAYOUT_ANNOTATION = "io.github.oci-discovery.site-layout"
 
 _BEAST = re.compile(r'beast: \S+: \S+ - (\S+) \[[^\]]*\] "(\w+) (\S+) HTTP/[0-9.]+" (\d+)')
 
@@ -97,8 +98,9 @@ def all_objects(rgw, bucket):
 
 
 def task_args(rgw, bucket, tls=False, **extra):
+    """The module's options; site_layout cas_bucket unless given (the default, registry, has tests of its own)."""
     args = {"bucket": bucket, "name": NAME, "endpoint_url": rgw.endpoint_url(tls), "region": rgw.region,
-            "access_key": rgw.access_key, "secret_key": rgw.secret_key}
+            "access_key": rgw.access_key, "secret_key": rgw.secret_key, "site_layout": "cas_bucket"}
     if tls:
         args["aws_ca_bundle"] = rgw.ca_path
     args.update(extra)
@@ -126,7 +128,7 @@ def anonymous_get(rgw, bucket, key, tls=False):
 
 def expected_headers(layout_info_blobs, key, body=None):
     """(Content-Type, Cache-Control) the published object `key` (with `body`) must be served with."""
-    if key == "v2/" or key.startswith("v2/") and key.endswith("/tags/list"):     # the registry view
+    if key in ("v2/", "v2/index.html") or key.startswith("v2/") and key.endswith("/tags/list"):  # the registry view
         return "application/json", DOC_CC
     if key.startswith("v2/") and "/blobs/sha256:" in key:
         return layout_info_blobs[key.rsplit(":", 1)[1]], BLOB_CC
@@ -153,9 +155,12 @@ def blob_media_types(layout_path):
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
-def test_publish_serves_exact_headers_and_rerun_sends_nothing(rgw, bucket, layouts, run_playbook, tls):
-    args = task_args(rgw, bucket, tls, src=layouts.family, well_known=True, acl="public-read")
+@pytest.mark.parametrize("tls,site_layout", [(False, "cas_bucket"), (True, "cas_bucket"), (False, None), (True, None)],
+                         ids=["http", "https", "http-default-layout", "https-default-layout"])
+def test_publish_serves_exact_headers_and_rerun_sends_nothing(rgw, bucket, layouts, run_playbook, tls, site_layout):
+    args = task_args(rgw, bucket, tls, src=layouts.family, well_known=True, acl="public-read", site_layout=site_layout)
+    if site_layout is None:
+        del args["site_layout"]       # the default: registry for a new family with the registry view on
     log = RequestLog(rgw).start()
     first = publish(run_playbook, args)
     log.stop()
@@ -165,16 +170,22 @@ def test_publish_serves_exact_headers_and_rerun_sends_nothing(rgw, bucket, layou
     media_types = blob_media_types(layouts.family)
     assert first["blobs_sent"] == len(media_types)
     assert first["well_known_changed"] is True
-    assert log.count("HEAD", "/oci-cas/") == 0   # nothing existed: nothing to HEAD
+    assert log.count("HEAD", "/%s/" % bucket) == 0   # nothing existed: no object to HEAD
+    assert first["site_layout"] == (site_layout or "registry")
 
     published = [key for key, size in all_objects(rgw, bucket) if key != LEDGER]
-    assert len([k for k in published if not k.startswith("v2/")]) == len(media_types) + 2
+    if site_layout is None:       # the blobs are the view's: nothing copied, nothing under oci-cas/
+        assert len([k for k in published if not k.startswith("v2/")]) == 2
+        assert first["registry_blobs_copied"] == 0
+        assert len([k for k in published if "/blobs/sha256:" in k]) == len(media_types)
+    else:
+        assert len([k for k in published if not k.startswith("v2/")]) == len(media_types) + 2
     for key in published:
         status, headers, body = anonymous_get(rgw, bucket, key, tls)
         assert status == 200, (key, status)
         assert (headers["Content-Type"], headers["Cache-Control"]) == expected_headers(media_types, key, body), key
-        if key.startswith("oci-cas/"):
-            assert "sha256:" + hashlib.sha256(body).hexdigest() == "sha256:" + key.rsplit("/", 1)[1]
+        if key.startswith("oci-cas/") or "/blobs/sha256:" in key:
+            assert "sha256:" + hashlib.sha256(body).hexdigest() == "sha256:" + key.rsplit("/", 1)[1].split(":")[-1]
     status, dummy, body = anonymous_get(rgw, bucket, LEDGER, tls)
     assert status == 403, "the ledger is private"
     index = json.loads(anonymous_get(rgw, bucket, "oci-index/team/app", tls)[2])
@@ -188,9 +199,12 @@ def test_publish_serves_exact_headers_and_rerun_sends_nothing(rgw, bucket, layou
     assert second["changed"] is False, second
     assert second["blobs_sent"] == 0 and second["objects_fixed"] == 0
     assert log.count("PUT") == 0 and log.count("POST") == 0 and log.count("DELETE") == 0, log.requests
-    assert log.count("HEAD", "/oci-cas/") == 0, log.requests
-    assert log.list_pages(bucket) == 2, log.requests       # oci-cas/, and the registry view's v2/team/app/
-    assert second["requests"]["list_pages"] == 2
+    assert log.count("HEAD", "/%s/" % bucket) == 0, log.requests   # the view's objects too: the ledger vouches
+    assert log.count("GET") - log.list_pages(bucket) == 3, log.requests  # the index, the well-known doc, the ledger
+    # cas_bucket: oci-cas/, and the registry view's v2/team/app/; registry: v2/team/app/ for both
+    pages = 2 if site_layout else 1
+    assert log.list_pages(bucket) == pages, log.requests
+    assert second["requests"]["list_pages"] == pages
 
 
 def copy_with_headers(rgw, bucket, key, content_type=None, cache_control=None):
@@ -460,8 +474,9 @@ def test_sync_s3_playbook_creates_the_bucket_policy_website_and_publishes(rgw, l
     assert not second.failed and second.changed_count == 0, str(second)
 
 
+@pytest.mark.parametrize("site_layout", ["cas_bucket", "registry"])
 def test_a_front_at_the_host_root_lets_the_lookup_resolve_every_tag(rgw, bucket, layouts, nginx_factory, ca,
-                                                                    run_playbook):
+                                                                    run_playbook, site_layout):
     """Nginx as a CDN would be: https://localhost:PORT/ proxies to the bucket's prefix on RGW."""
     front = nginx_factory(servers=["server {\n    listen 127.0.0.1:@TLS_PORT@ ssl;\n    server_name localhost;\n"
                                    "    ssl_certificate @CERT@;\n    ssl_certificate_key @KEY@;\n"
@@ -472,8 +487,8 @@ def test_a_front_at_the_host_root_lets_the_lookup_resolve_every_tag(rgw, bucket,
               ("localhost/multi", layouts.multiplatform, "multiplatform")]
     for name, src, dummy in images:
         result = publish(run_playbook, task_args(rgw, bucket, src=src, name=name, prefix="site", base_url=base,
-                                                 acl="public-read", well_known=True))
-        assert not result.get("failed"), result
+                                                 acl="public-read", well_known=True, site_layout=site_layout))
+        assert not result.get("failed") and result["site_layout"] == site_layout, result
     expected = {}
     for name, dummy, info_name in images:
         info = layouts.info[info_name]
@@ -520,13 +535,15 @@ class IndexReader(threading.Thread):
     def check_once(self):
         # Indexes first, blobs after: a blob that existed when an index was read still exists later.
         indexes = dict((key, json.loads(self._get(key))) for key in sorted(self._keys("oci-index/")))
-        present = self._keys("oci-cas/")
+        present = self._keys("oci-cas/") | self._keys("v2/")
         for index_key, index in indexes.items():
             stack = list(index["manifests"])
+            registry = (index.get("annotations") or {}).get(LAYOUT_ANNOTATION) == "registry"
             while stack:
                 desc = stack.pop()
                 encoded = desc["digest"].split(":", 1)[1]
-                key = "oci-cas/sha256/%s/%s" % (encoded[:2], encoded)
+                key = "oci-cas/sha256/%s/%s" % (encoded[:2], encoded) if not registry else \
+                    "v2/%s/blobs/%s" % (index_key[len("oci-index/"):], desc["digest"])
                 if key not in present:
                     self.violations.append((index_key, desc["digest"]))
                     continue
@@ -615,6 +632,89 @@ def test_removing_a_tag_with_prune_deletes_only_unreferenced_blobs(rgw, bucket, 
     assert reader.violations == []
     again = publish(run_playbook, args)
     assert again["changed"] is False and again["blobs_pruned"] == 0, again
+
+
+# -- the registry site layout (the default for new families with the registry view) and the view's objects
+
+
+def keys(rgw, bucket, prefix):
+    return set(k for k, s in all_objects(rgw, bucket) if k.startswith(prefix))
+
+
+def test_a_family_keeps_its_layout_a_change_is_refused_and_prune_sees_both_layouts(rgw, bucket, layouts, run_playbook):
+    old = publish(run_playbook, task_args(rgw, bucket, src=layouts.family))              # cas_bucket, as before
+    assert old["changed"] and old["site_layout"] == "cas_bucket", old
+    default = dict(task_args(rgw, bucket, src=layouts.family))
+    del default["site_layout"]
+    kept = publish(run_playbook, default)
+    assert kept["changed"] is False and kept["site_layout"] == "cas_bucket", kept        # its index says cas_bucket
+    objects = dict(all_objects(rgw, bucket))
+    moved = publish(run_playbook, task_args(rgw, bucket, src=layouts.family, site_layout="registry"))
+    assert moved.get("failed") and "was published with site_layout cas_bucket, not registry" in moved["msg"], moved
+    assert dict(all_objects(rgw, bucket)) == objects, "a refused change of layout wrote something"
+
+    multi = dict(task_args(rgw, bucket, src=layouts.multiplatform, name="example.test/multi"))
+    del multi["site_layout"]
+    new = publish(run_playbook, multi)
+    assert new["changed"] and new["site_layout"] == "registry" and new["registry_blobs_copied"] == 0, new
+    assert keys(rgw, bucket, "oci-cas/") == set(k for k in objects if k.startswith("oci-cas/"))  # nothing shared
+    reader = IndexReader(rgw.client(), bucket)
+    reader.check_once()
+    assert reader.violations == []
+
+    # Prune of the cas_bucket family walks every index under oci-index/, the registry family's too.
+    args = task_args(rgw, bucket, tags=["2.0", "2.0-rc/1"], state="absent", prune=True, prune_min_age=0)
+    view_before = keys(rgw, bucket, "v2/team/app/")
+    pruned = publish(run_playbook, args)
+    assert not pruned.get("failed") and pruned["blobs_pruned"] > 0, pruned
+    assert pruned["registry_objects_pruned"] > 0, pruned      # copies and manifests 2.0 alone reached
+    view_after = keys(rgw, bucket, "v2/team/app/")
+    assert len(view_before - view_after) == pruned["registry_objects_pruned"] + 1   # + the tag object 2.0
+    reader.check_once()
+    assert reader.violations == []
+    # What the view still names is all there: every remaining tag's manifest, config and layers.
+    client = rgw.client()
+    for tag in ("1.0", "1.1"):
+        manifest = json.loads(client.get_object(Bucket=bucket, Key="v2/team/app/manifests/%s" % tag)["Body"].read())
+        for blob in [manifest["config"]] + manifest["layers"]:
+            assert "v2/team/app/blobs/%s" % blob["digest"] in view_after, (tag, blob)
+
+    # Prune of the registry family: its own blobs and manifests by digest under v2/multi/.
+    multi_before = keys(rgw, bucket, "v2/multi/")
+    args = dict(multi, tags=["nested"], state="absent", prune=True, prune_min_age=0)
+    del args["src"]
+    gone = publish(run_playbook, args)
+    assert not gone.get("failed") and gone["site_layout"] == "registry", gone
+    removed = multi_before - keys(rgw, bucket, "v2/multi/")
+    assert len(removed) == gone["blobs_pruned"] + gone["registry_objects_pruned"] + 1, (removed, gone)
+    reader.check_once()
+    assert reader.violations == []
+    again = publish(run_playbook, args)
+    assert again["changed"] is False and again["blobs_pruned"] == 0 and again["registry_objects_pruned"] == 0, again
+
+
+def test_drifted_headers_of_view_objects_are_fixed_and_a_rerun_makes_no_head(rgw, bucket, layouts, run_playbook):
+    args = task_args(rgw, bucket, src=layouts.family, acl="public-read")
+    assert publish(run_playbook, args)["changed"] is True
+    media_types = blob_media_types(layouts.family)
+    copy = sorted(keys(rgw, bucket, "v2/team/app/blobs/"))[0]
+    for key, content_type in ((copy, "binary/octet-stream"), ("v2/team/app/manifests/1.0", "text/plain"),
+                              ("v2/team/app/tags/list", "text/plain")):
+        copy_with_headers(rgw, bucket, key, content_type=content_type)
+    log = RequestLog(rgw).start()
+    fixed = publish(run_playbook, args)
+    log.stop()
+    assert fixed["changed"] is True and fixed["objects_fixed"] == 3, fixed
+    assert log.count("HEAD", "/%s/" % bucket) == 3, log.requests   # the three rewritten behind its back, no others
+    assert fixed["requests"]["upload"] == 0 and fixed["requests"]["put"] <= 1, fixed["requests"]   # the ledger
+    for key in (copy, "v2/team/app/manifests/1.0", "v2/team/app/tags/list"):
+        status, headers, body = anonymous_get(rgw, bucket, key)
+        assert (headers["Content-Type"], headers["Cache-Control"]) == expected_headers(media_types, key, body), key
+    log = RequestLog(rgw).start()
+    again = publish(run_playbook, args)
+    log.stop()
+    assert again["changed"] is False and again["objects_fixed"] == 0, again
+    assert log.count("PUT") == 0 and log.count("HEAD", "/%s/" % bucket) == 0, log.requests
 
 
 def test_web_root_and_bucket_refuse_the_same_bad_requests_with_the_same_words(

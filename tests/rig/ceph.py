@@ -32,6 +32,10 @@ from .procs import (RigError, Service, ensure_ports_free, free_port, make_workdi
 ACCESS_KEY = "OCIDISCOVERYTESTKEY0"
 SECRET_KEY = "oci-discovery-test-secret-key-0000000000"
 REGION = "us-east-1"
+# Requests whose Host is <bucket>.WEBSITE_DOMAIN go to RGW's static website endpoint. With a website
+# domain set, RGW reads an unknown Host as a bucket name (CNAME style): "rgw dns name = localhost" keeps
+# path-style REST requests to localhost (the https endpoint) working; 127.0.0.1 is an address, never a bucket.
+WEBSITE_DOMAIN = "s3-website.test"
 
 CONF_TEMPLATE = """\
 # written by tests/rig/ceph.py
@@ -70,7 +74,9 @@ osd class update on start = false
 [client.rgw.a]
 rgw frontends = {frontends}
 rgw enable static website = true
-"""
+rgw dns name = localhost
+rgw dns s3website name = %s
+""" % WEBSITE_DOMAIN
 
 
 def s3_config():
@@ -94,6 +100,7 @@ class RGW:
         self.access_key = ACCESS_KEY
         self.secret_key = SECRET_KEY
         self.region = REGION
+        self.website_domain = WEBSITE_DOMAIN
         self.dir = None
         self.services = []
         self.startup_seconds = None

@@ -86,7 +86,8 @@ def test_objects_flavour_copies_configs_and_layers_and_names_keys_without_extens
     mapping, layout, pub, dummy, view = _view(b.root, flavour='objects')
     leaves = [d for d in pub['blobs'] if d['mediaType'] not in (MT_MANIFEST, MT_INDEX)]
     assert sorted(view['copies'], key=lambda c: c['key']) == sorted(
-        ({'src': d['key'], 'key': 'v2/team/app/blobs/%s' % d['digest'], 'size': d['size']} for d in leaves),
+        ({'src': d['key'], 'key': 'v2/team/app/blobs/%s' % d['digest'], 'size': d['size'],
+          'media_type': d['mediaType']} for d in leaves),
         key=lambda c: c['key'])
     assert dict((t['tag'], t['key']) for t in view['tags'])['1.0'] == 'v2/team/app/manifests/1.0'
     assert view['stale'] == []
@@ -96,10 +97,32 @@ def test_objects_flavour_copies_configs_and_layers_and_names_keys_without_extens
     probed = dict((d['key'], [len(d['data'].encode('utf-8')), 'x']) for d in view['documents'])
     probed.update((c['key'], [c['size'], 'x']) for c in view['copies'])
     probed[tag['key']] = [len(tag['data']), md5]
-    probed[_registry.ROOT_KEY] = [0, 'unknown']
     settled = _registry.settle(view, probed)
-    assert settled['documents'] == [] and settled['copies'] == [] and not settled['root']
+    assert settled['documents'] == [] and settled['copies'] == []
     assert [t['tag'] for t in settled['tags']] == sorted(t['tag'] for t in view['tags'] if t['tag'] != '1.0')
+    assert settled['root'] == ['v2/', 'v2/index.html']     # the view changes: the API root objects are rewritten
+    # Everything there already: nothing to write, and the API root is not looked at.
+    probed.update((t['key'], [len(t['data']), hashlib.md5(t['data'].encode('utf-8')).hexdigest()]) for t in view['tags'])
+    tags_list = _registry.tags_document('team/app', None)
+    probed[_registry.tags_list_key('team/app')] = [len(tags_list), hashlib.md5(tags_list).hexdigest()]
+    settled = _registry.settle(view, probed)
+    assert settled['root'] == [] and not _registry.changed(settled)
+
+
+def test_registry_site_layout_stores_blobs_at_the_view_paths_and_copies_nothing(tmp_path):
+    b, single, multi = _layout(tmp_path)
+    mapping, layout, pub, dummy, view = _view(b.root, flavour='objects', mode='registry')
+    assert view['copies'] == []
+    assert all(blob['key'] == 'v2/team/app/blobs/%s' % blob['digest'] for blob in pub['blobs'])
+    assert mapping.cas_template == 'https://example.com/v2/team/app/blobs/{algorithm}:{encoded}'
+    assert mapping.index_key == 'oci-index/team/app'
+    mapping.check_templates(pub['blobs'][0]['digest'])
+    digest = pub['blobs'][0]['digest']
+    assert mapping.digest_of_key(mapping.blob_key(digest)) == digest
+    assert mapping.digest_of_key('v2/team/app/blobs/manifests/%s' % digest) is None    # a nested name's key
+    assert _registry.digest_of_key('team/app', 'v2/team/app/manifests/%s' % digest) == digest
+    assert _registry.digest_of_key('team/app', 'v2/team/app/manifests/1.0') is None
+    assert _registry.digest_of_key('team/app', 'v2/team/app/sub/blobs/%s' % digest) is None
 
 
 def test_a_name_that_is_not_a_repository_name_is_left_out_with_a_warning(tmp_path):
@@ -256,3 +279,74 @@ def test_registry_view_off_writes_nothing_under_v2(tmp_path):
         _commit.execute(store, _plan.commit_request(plan), _commit.LayoutBlobs(layout))
     assert not (site / 'v2').exists()
     assert 'registry_name' not in _report.summary(mapping, plan)
+
+
+# -- the registry site layout ------------------------------------------------------------------------
+
+def test_default_layout_keeps_a_published_family_and_gives_new_ones_the_registry_layout():
+    from ansible_collections.oci.discovery.plugins.module_utils._site import LAYOUT_ANNOTATION, default_layout
+    cas_index = json.dumps({'schemaVersion': 2, 'manifests': []}).encode()
+    registry_index = json.dumps({'schemaVersion': 2, 'manifests': [],
+                                 'annotations': {LAYOUT_ANNOTATION: 'registry'}}).encode()
+    assert default_layout(None, True, 'team/app') == 'registry'
+    assert default_layout(None, False, 'team/app') == 'cas_bucket'
+    assert default_layout(None, True, 'Team/App') == 'cas_bucket'          # not a registry name
+    assert default_layout(cas_index, True, 'team/app') == 'cas_bucket'
+    assert default_layout(registry_index, False, 'team/app') == 'registry'
+    assert default_layout(b'not json', True, 'team/app') == 'cas_bucket'   # refused later, naming the index
+
+
+def test_registry_layout_needs_a_registry_name_and_web_roots_refuse_it():
+    from ansible_collections.oci.discovery.plugins.module_utils._site import PlanError, check_web_root_kind
+    with pytest.raises(PlanError, match=r"site_layout registry stores blobs at v2/<name>/blobs/, but the path "
+                                        r"'Team/App' is not a registry repository name"):
+        Mapping('registry', 'example.com/Team/App')
+    with pytest.raises(PlanError, match='site_layout registry is for S3 buckets .*choose one of those'):
+        check_web_root_kind('registry')
+    assert check_web_root_kind('directories') == 'directories'
+
+
+@pytest.mark.parametrize('first,then', [('cas_bucket', 'registry'), ('registry', 'cas_bucket')])
+def test_a_family_is_never_moved_to_another_layout_while_its_index_has_entries(tmp_path, first, then):
+    b, single, multi = _layout(tmp_path)
+    site = tmp_path / 'site'
+    site.mkdir()
+    _publish(b.root, site, mode=first, tags=['1.0'])
+    before = _files(site), sorted(os.listdir(str(site)))
+    for state in ('present', 'absent'):
+        with pytest.raises(ValueError, match='was published with site_layout %s, not %s' % (first, then)):
+            _publish(b.root, site, mode=then, tags=['1.0'], state=state)
+        assert (_files(site), sorted(os.listdir(str(site)))) == before
+    # Once every tag is withdrawn the empty index is adopted by the other layout.
+    _publish(b.root, site, mode=first, tags=['1.0'], state='absent')
+    result, dummy, dummy2 = _publish(b.root, site, mode=then, tags=['2.0'])
+    assert result['tags_added'] == ['2.0']
+    with open(os.path.join(str(site), 'oci-index/team/app'), 'rb') as f:
+        recorded = (json.loads(f.read()).get('annotations') or {}).get('io.github.oci-discovery.site-layout')
+    assert recorded == ('registry' if then == 'registry' else None)
+
+
+def test_prune_of_a_cas_bucket_site_keeps_what_a_registry_family_reaches_and_view_objects_it_reaches(tmp_path):
+    b, single, multi = _layout(tmp_path)
+    site = tmp_path / 'site'
+    site.mkdir()
+    _publish(b.root, site, mode='cas_bucket', tags=['1.0', '2.0'])
+    _publish(b.root, site, name='example.com/other', mode='registry', tags=['1.0', 'multi'])
+    with WebRootStore(str(site)) as store:
+        cas = Mapping('cas_bucket', 'example.com/team/app')
+        # the registry family's index is read (its manifests under v2/other/blobs/): nothing is uncertain
+        assert _commit.unreferenced_blobs(store, cas) == []
+        registry = Mapping('registry', 'example.com/other')
+        assert _commit.unreferenced(store, registry, view={'name': 'other', 'flavour': 'objects'}) == ([], [])
+    _publish(b.root, site, name='example.com/other', mode='registry', tags=['multi'], state='absent')
+    with WebRootStore(str(site)) as store:
+        blobs, view_objects = _commit.unreferenced(store, registry, view={'name': 'other', 'flavour': 'objects'})
+        digests = set(registry.digest_of_key(key) for key, dummy in blobs)
+        layout = Layout(b.root)
+        multi_only = set(d['digest'] for d in layout.walk(layout.descriptors('multi'))) - \
+            set(d['digest'] for d in layout.walk(layout.descriptors('1.0')))
+        assert digests == multi_only
+        # the view objects by digest are files with an extension on a web root: not the objects flavour's
+        assert view_objects == []
+        # the cas_bucket family's blobs are not the registry family's to prune
+        assert not any(key.startswith('oci-cas/') for key, dummy in blobs)
