@@ -338,14 +338,19 @@ def markdown_section(out):
             'the processes under the sshd: sftp-server, the target\'s Python), VmHWM polled every 20 ms. Controller '
             'temp: the disk use of ANSIBLE_LOCAL_TEMP (and, on the local connection, of ANSIBLE_REMOTE_TEMP, which '
             'is on the controller then), polled every 20 ms. The largest processes of the last run:', ''] + tops + [
-            '', 'Hashing every blob of the layout once, page cache warm, in this run: GNU `sha256sum` %s s, Python\'s '
+        '', _hashing_note(out), END, '']
+
+
+def _hashing_note(out):
+    if not out.get('hash_seconds'):
+        return ''
+    return ('Hashing every blob of the layout once, page cache warm, in this run: GNU `sha256sum` %s s, Python\'s '
             'hashlib (OpenSSL, what the collection uses) %s s. The floors hash with `sha256sum`, so they are slower '
             'than a copy verified with OpenSSL would be. A first publish hashes each byte once, on the host as it '
             'arrives (the controller hashes only the blobs the host has). A no-change re-run hashes the whole '
             'layout on the controller (the blobs the host has), which is most of what it costs beyond the ping '
             '(until a record of verified blobs lets it skip the files that did not change).'
-            % (fmt_s(out['hash_seconds']['sha256sum']), fmt_s(out['hash_seconds']['hashlib'])) if out.get('hash_seconds')
-            else '', END, '']
+            % (fmt_s(out['hash_seconds']['sha256sum']), fmt_s(out['hash_seconds']['hashlib'])))
 
 
 def write(out, results_dir=RESULTS_DIR):
