@@ -22,12 +22,15 @@ What this store does that a plain upload loop does not:
   ledger" below) and fixed by copying the object onto itself with
   ``MetadataDirective=REPLACE``: no re-upload.
 * **Uploads are parallel, bounded, streamed and verified on the way.**
-  ``put_blobs()`` runs one s3transfer ``TransferManager`` (bounded request
-  threads, multipart above a threshold) over a window of open files; each file
-  is read once, sequentially, through ``_VerifyingReader``, which raises as
-  soon as the content disagrees with the descriptor. A multipart upload that
-  fails is aborted by s3transfer; a single PUT is only sent after its body was
-  read and verified. Readers never see an unverified object.
+  ``put_blobs()`` sends each blob below the multipart threshold with one
+  PutObject from a pool of ``max_concurrency`` threads, after its body was read
+  whole and verified through ``_VerifyingReader``; larger blobs go through
+  ``_s3_put.upload_large`` (parts read and verified in order, sent by
+  ``max_concurrency`` workers, the upload completed only after the last part
+  was verified, aborted otherwise). Readers never see an unverified object.
+  The requests go through ``blob_puts()``: ``_s3_put``'s direct path (the
+  client's signer, HTTP session and retries, not its pipeline) where it sends
+  what the client would, else the client.
 * **Documents are read-modify-written with conditional PUTs**: ``If-Match`` on
   the ETag read, ``If-None-Match: *`` when creating; on ``412 Precondition
   Failed`` the update is re-read and re-merged (up to ``max_merge_attempts``).
@@ -41,7 +44,7 @@ What this store does that a plain upload loop does not:
   there. (Ceph RGW, AWS S3 and MinIO implement both conditions.)
 
 The ledger that finds objects with drifted headers without a HEAD each is in
-``_s3_ledger``; botocore errors are classified and translated in
+``_s3_ledger``; blob PUTs and multipart uploads are in ``_s3_put``; botocore errors are classified and translated in
 ``_s3_errors``.
 """
 
@@ -84,11 +87,10 @@ class _FirstError:
 class _VerifyingReader:
     """A non-seekable reader over a blob file that verifies what is read.
 
-    s3transfer reads a non-seekable object exactly once, in order (one part
-    after another, or the whole body of a single PUT before sending it), so
+    Read once, in order (a small blob's whole body before its PUT is sent), so
     every byte passes through the Verifier once. Reading past ``size`` bytes,
     a short file or a digest mismatch raise VerificationError from ``read``,
-    which fails the transfer before anything becomes visible.
+    which fails the upload before anything becomes visible.
     """
 
     def __init__(self, fileobj, digest, size, what):
@@ -154,8 +156,9 @@ class S3Store(MetadataLedger, Store):
     bucket policy). ``max_concurrency`` bounds the request threads;
     objects of ``multipart_threshold`` bytes or more are uploaded in parts of
     ``multipart_chunksize`` bytes (memory use is about
-    ``(max_concurrency // 2 + 4) * multipart_chunksize`` at most: see
-    ``_transfer_manager``).
+    ``max_concurrency * multipart_chunksize`` at most: one part per worker of
+    ``_s3_put.upload_large``). ``direct_puts`` (default) lets blob PUTs take
+    ``_s3_put``'s direct path where it applies.
     """
 
     def __init__(self, client, bucket, prefix='', acl=None, blob_cache_control=BLOB_CACHE_CONTROL,
@@ -367,18 +370,15 @@ class S3Store(MetadataLedger, Store):
     def put_blobs(self, blobs, source):
         """Upload blobs in parallel; ``blobs`` are the plan's dicts (key, digest, size, mediaType).
 
-        ``source.open(blob)`` returns a binary file object (called only when a
-        slot in the bounded window is free, so at most about twice
-        ``max_concurrency`` files are open). Each upload is verified on the way;
-        the first failure cancels the rest and is raised naming the blob.
-        Returns the number of bytes sent.
+        ``source.open(blob)`` returns a binary file object (at most
+        ``max_concurrency`` small blobs and one large blob are open at a
+        time). Each upload is verified on the way; the first failure stops the
+        rest and is raised naming the blob. Returns the number of bytes sent.
 
         Blobs below ``multipart_threshold`` (configs, manifests, most layers)
         are read, verified and sent with one PutObject each from a pool of
-        ``max_concurrency`` threads: s3transfer's per-transfer machinery costs
-        more CPU than such a request itself (benchmarks/: 1,000 blobs of 8 KiB
-        take about 0.75 s less CPU). Larger blobs go through s3transfer
-        (multipart, a bounded number of parts in memory).
+        ``max_concurrency`` threads. Larger blobs are uploaded in parts by
+        ``_s3_put.upload_large`` (one after another, their parts in parallel).
         """
         blobs = list(blobs)
         small = [b for b in blobs if b['size'] < self.multipart_threshold]
@@ -403,7 +403,8 @@ class S3Store(MetadataLedger, Store):
                     data = _VerifyingReader(fileobj, blob['digest'], blob['size'], what).read()
                 finally:
                     fileobj.close()
-                puts.put_object(self.object_key(key), data, self._extra(*self.blob_headers(blob.get('mediaType'))))
+                puts.put_object(self.object_key(key), data, self._extra(*self.blob_headers(blob.get('mediaType'))),
+                                sha256=blob['digest'][7:] if blob['digest'].startswith('sha256:') else None)
             except Exception as e:  # noqa: BLE001 (reported below, once)
                 state.fail(upload_error(e, 'blob %s' % blob['digest'], self.describe(key)))
 

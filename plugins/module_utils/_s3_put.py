@@ -42,6 +42,7 @@ No Ansible imports here.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import hashlib
 import re
 import threading
 import time
@@ -56,7 +57,7 @@ _PROBE_KEY = 'oci-discovery-probe/url'
 _KNOWN_HEADERS = frozenset(h.lower() for h in (
     'Content-Type', 'Cache-Control', 'x-amz-acl', 'Content-Length', 'User-Agent', 'X-Amz-Date',
     'X-Amz-Content-SHA256', 'Authorization', 'X-Amz-Security-Token', 'amz-sdk-invocation-id',
-    'amz-sdk-request', 'Expect'))
+    'amz-sdk-request', 'Expect', 'Host'))
 _SCOPE = re.compile(r'^AWS4-HMAC-SHA256 Credential=[^/]*/\d{8}/([^/]+)/([^/]+)/aws4_request,')
 
 
@@ -70,7 +71,7 @@ class ClientPuts:
         self.bucket = bucket
         self.reason = reason
 
-    def put_object(self, key, body, headers):
+    def put_object(self, key, body, headers, sha256=None):
         """PutObject of ``body`` (bytes) at ``key`` with ``headers`` ({'ContentType', 'CacheControl', 'ACL'})."""
         return self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **headers).get('ETag')
 
@@ -122,6 +123,19 @@ class _NotDirect(Exception):
     """Why the direct path cannot apply to a client."""
 
 
+def _signer_class():
+    """botocore's S3SigV4Auth, told the payload's SHA-256 when the caller knows it (no second hash, no second prepare)."""
+    from botocore.auth import S3SigV4Auth
+
+    class _S3SigV4Auth(S3SigV4Auth):
+        def payload(self, request):
+            known = request.context.get('payload_sha256')
+            if known and not self._is_streaming_checksum_payload(request) and self._should_sha256_sign_payload(request):
+                return known
+            return super(_S3SigV4Auth, self).payload(request)
+    return _S3SigV4Auth
+
+
 class DirectPuts:
     """PutObject and UploadPart signed and sent with the client's parts, without its pipeline (see above)."""
 
@@ -129,7 +143,7 @@ class DirectPuts:
     reason = None
 
     def __init__(self, client, bucket, headers):
-        from botocore.auth import S3SigV4Auth
+        from botocore.auth import _host_from_url
         from botocore.parsers import create_parser
         from botocore.utils import percent_encode
         self.client = client
@@ -157,7 +171,8 @@ class DirectPuts:
         self._base = url[:-len(quoted)]
         self._quote = percent_encode
         self._region, self._signing_name = scope.group(1), scope.group(2)
-        self._auth = S3SigV4Auth
+        self._auth = _signer_class()
+        self._host = _host_from_url(url)
         self._signer = signer
         self._session = session
         self._config = config
@@ -172,7 +187,8 @@ class DirectPuts:
         credentials = getattr(self._signer, '_credentials', None)
         return credentials.get_frozen_credentials() if credentials is not None else None
 
-    def put_object(self, key, body, headers):
+    def put_object(self, key, body, headers, sha256=None):
+        """PutObject of ``body``; ``sha256`` (hex), when known, spares hashing it again for the signature."""
         wire = {}
         if headers.get('ContentType'):
             wire['Content-Type'] = headers['ContentType']
@@ -180,23 +196,23 @@ class DirectPuts:
             wire['Cache-Control'] = headers['CacheControl']
         if headers.get('ACL'):
             wire['x-amz-acl'] = headers['ACL']
-        return self._send('PutObject', self._base + self._quote(key, safe='/~'), wire, body)
+        return self._send('PutObject', self._base + self._quote(key, safe='/~'), wire, body, sha256)
 
     def upload_part(self, key, upload_id, number, body):
         url = '%s%s?partNumber=%d&uploadId=%s' % (self._base, self._quote(key, safe='/~'), number,
                                                   self._quote(upload_id, safe=''))
-        return self._send('UploadPart', url, {}, body)
+        return self._send('UploadPart', url, {}, body, hashlib.sha256(body).hexdigest())
 
-    def _send(self, operation, url, headers, body):
+    def _send(self, operation, url, headers, body, sha256=None):
         """One request with the client's retries; the ETag, or the ClientError/BotoCoreError the client would raise."""
         from botocore.awsrequest import AWSRequest
         from botocore.exceptions import ClientError, HTTPClientError
         model = self._operations[operation]
-        context = {'client_config': self._config, 'operation_name': operation}
+        context = {'client_config': self._config, 'operation_name': operation, 'payload_sha256': sha256}
         attempts = 0
         while True:
             attempts += 1
-            request = AWSRequest(method='PUT', url=url, data=body, headers=dict(headers))
+            request = AWSRequest(method='PUT', url=url, data=body, headers=dict(headers, Host=self._host))
             if self._user_agent:
                 request.headers['User-Agent'] = self._user_agent
             request.context = context
