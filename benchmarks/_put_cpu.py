@@ -24,7 +24,8 @@ import resource
 import sys
 import time
 
-from benchmarks import _common  # noqa: F401  (makes the collection importable)
+# The import makes the collection importable.
+from benchmarks import _common  # noqa: F401  pylint: disable=unused-import
 
 
 def _cpu():

@@ -30,7 +30,7 @@ description:
     becomes visible. Blob PUTs are signed and sent with the client's own credentials, HTTP
     session (proxies, O(aws_ca_bundle), O(validate_certs)) and retry settings, without the
     per-request cost of the boto3 client pipeline, except where the client would send something
-    more (request checksums set through O(aws_config), signing other than SigV4, adaptive retries):
+    more (request checksums set through O(aws_config), signing other than SigV4, adaptive retries);
     then every request goes through the client.
   - Existing objects with a wrong Content-Type or Cache-Control (for example changed by another
     tool) are fixed in place by copying them onto themselves, without a re-upload, and reported as

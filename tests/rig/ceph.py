@@ -32,7 +32,7 @@ from .procs import (RigError, Service, ensure_ports_free, free_port, make_workdi
 ACCESS_KEY = "OCIDISCOVERYTESTKEY0"
 SECRET_KEY = "oci-discovery-test-secret-key-0000000000"
 REGION = "us-east-1"
-# The OSD keeps every object in RAM, up to this much (RGW answers 507 beyond it).
+# The OSD keeps every object in RAM, up to this much: size it for what a run stores at once.
 MEMSTORE_BYTES = 2 * 1024 ** 3
 
 CONF_TEMPLATE = """\
@@ -153,7 +153,7 @@ class RGW:
         self.conf = os.path.join(d, "ceph.conf")
         with open(self.conf, "w") as handle:
             handle.write(CONF_TEMPLATE.format(fsid=fsid, mon_port=self.mon_port, d=d, frontends=frontends,
-                                         memstore_bytes=self.memstore_bytes))
+                                              memstore_bytes=self.memstore_bytes))
         env = service_env({"CEPH_CONF": self.conf})
         try:
             # Monitor.
