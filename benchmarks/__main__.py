@@ -59,12 +59,16 @@ def parse_args(argv=None):
                         help='data sets: big (200 blobs, one 30 MiB layer), small (1,000 blobs of 8 KiB)')
     parser.add_argument('--schemes', type=_csv(s3.SCHEMES), default=list(s3.SCHEMES), help='S3 endpoints: http,https')
     parser.add_argument('--s3-tools', type=_csv(s3.TOOLS), default=list(s3.TOOLS), help='S3 tools to measure')
+    parser.add_argument('--s3-extras', type=_csv(s3.EXTRAS), default=list(s3.EXTRAS),
+                        help='more S3 measurements: large (a 1 GiB layer vs aws s3 sync and rclone), put_cpu (client '
+                        'CPU per small-blob PUT); default both')
     parser.add_argument('--ssh-tools', type=_csv(ssh.TOOLS + ssh.OPTIONAL_TOOLS), default=list(ssh.TOOLS),
                         help='SSH tools to measure (also: %s)' % ','.join(ssh.OPTIONAL_TOOLS))
     parser.add_argument('--copy-runs', type=int, default=1,
                         help='runs of ansible.builtin.copy (about 90 s each for 200 files; default 1)')
     parser.add_argument('--copy-small', action='store_true',
                         help='also run ansible.builtin.copy on the 1,000-blob data set (about 8 minutes per run)')
+    parser.add_argument('--large-mib', type=int, default=1024, help='layer size of the S3 "large" measurement (default 1024)')
     parser.add_argument('--memory-mib', type=int, default=1024, help='layer size of the memory scenario (default 1024)')
     parser.add_argument('--reference', default=os.environ.get('OCI_DISCOVERY_REFERENCE', DEFAULT_REFERENCE),
                         help='a checkout of the oci-discovery repository (reference resolver); default %s'
@@ -94,7 +98,8 @@ class Services(object):
     def rgw(self):
         if self._rgw is None:
             from rig.ceph import RGW
-            self._rgw = RGW(cert=self.cas.server, ca_path=self.cas.cert_path)
+            # Room for the 1 GiB layer of the S3 and memory scenarios (buckets are emptied between tools).
+            self._rgw = RGW(cert=self.cas.server, ca_path=self.cas.cert_path, memstore_bytes=3 * 1024 ** 3)
             self._rgw.start()
             print('bench: Ceph RGW up in %.1f s (http %s, https %s)'
                   % (self._rgw.startup_seconds, self._rgw.endpoint, self._rgw.tls_endpoint))
@@ -135,6 +140,21 @@ def run_resolve(reference):
     return {'lines': lines, 'rc': outcome.rc}
 
 
+def _keep_earlier(results, path):
+    """Scenarios not run this time keep their figures from the earlier results.json (with its date)."""
+    try:
+        with open(path) as handle:
+            earlier = json.load(handle)
+    except (OSError, ValueError):
+        return
+    kept = {}
+    for area in SCENARIOS:
+        if area not in results and area in earlier:
+            results[area] = earlier[area]
+            kept[area] = (earlier.get('meta', {}).get('kept') or {}).get(area) or earlier.get('meta', {}).get('date')
+    results['meta']['kept'] = kept
+
+
 def main(argv=None):
     args = parse_args(argv)
     if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
@@ -156,7 +176,8 @@ def main(argv=None):
             from benchmarks import s3
             print('== S3: %s; %s; %d run(s)' % (', '.join(args.schemes), ', '.join(args.sets), args.runs))
             results['s3'] = s3.run(services.rgw, data, workdir, runs=args.runs, schemes=args.schemes, sets=args.sets,
-                                   tools=args.s3_tools)
+                                   tools=args.s3_tools, extras=args.s3_extras,
+                                   large_mib=args.large_mib)
         if 'ssh' in args.scenarios:
             from benchmarks import ssh
             print('== SSH: %s; %d run(s)' % (', '.join(args.sets), args.runs))
@@ -202,6 +223,7 @@ def main(argv=None):
     for area, target, measured, ok in report.targets(results):
         print('%-12s %-62s %-44s %s' % (area, target, measured, {True: 'met', False: 'MISSED', None: '-'}[ok]))
     if not args.no_write:
+        _keep_earlier(results, os.path.join(args.results, 'results.json'))
         os.makedirs(args.results, exist_ok=True)
         if chart_ok and report.chart(results, os.path.join(args.results, 'ratios.png')):
             print('bench: chart written to %s' % os.path.join(args.results, 'ratios.png'))

@@ -47,6 +47,25 @@ def targets(results):
             if key.split('/')[0] == 'https':
                 rows.append((where, 'https works', 'failed: %s' % cell['failed'] if cell['failed'] else 'works',
                              not cell['failed']))
+        large = s3_out.get('large')
+        for scheme in (large or {}).get('schemes', ()):
+            oci = large['cells'].get('%s/oci' % scheme, {})
+            for tool in large['tools']:
+                if tool == 'oci':
+                    continue
+                value = large['cells'].get('%s/%s' % (scheme, tool), {}).get('oci_vs')
+                rows.append(('S3 %s/%d MiB layer' % (scheme, large['mib']), 'MB/s >= 1.0x %s (issue 14)' % s3.TOOL_LABELS[tool],
+                             '%s (%s vs %s MB/s)' % (fmt_x(value), _mbs(oci.get('mb_s')),
+                                                     _mbs(large['cells']['%s/%s' % (scheme, tool)].get('mb_s'))),
+                             _verdict(value, 1.0, True)))
+        put_cpu = s3_out.get('put_cpu')
+        for scheme in (put_cpu or {}).get('schemes', ()):
+            cell = put_cpu['cells'].get('%s/direct' % scheme, {})
+            value = cell.get('cpu_ms_median')
+            pipeline = put_cpu['cells'].get('%s/pipeline' % scheme, {}).get('cpu_ms_median')
+            rows.append(('S3 %s/small' % scheme, 'client CPU <= %.1f ms per small blob (issue 14)' % put_cpu['target_ms'],
+                         '%s ms (client pipeline: %s ms)' % (_ms(value), _ms(pipeline)),
+                         _verdict(value, put_cpu['target_ms'])))
     ssh_out = results.get('ssh')
     if ssh_out:
         for dataset, entry in sorted(ssh_out['ratios'].items()):
@@ -83,6 +102,14 @@ def targets(results):
         from benchmarks import fleet
         rows += fleet.targets(results['fleet'])
     return rows
+
+
+def _mbs(value):
+    return '-' if value is None else '%.0f' % value
+
+
+def _ms(value):
+    return '-' if value is None else '%.2f' % value
 
 
 def _beyond(value, seconds):
@@ -138,6 +165,45 @@ def _s3_section(out):
                 lines += ['3x faster than s3_sync in total means at most %s s for the first publish and the no-op '
                           'together; two runs of the Ansible floor alone take %s s.'
                           % (fmt_s(s3_sync_total / 3.0), fmt_s(2 * floor)), '']
+    return lines + _s3_large_lines(out.get('large')) + _s3_put_cpu_lines(out.get('put_cpu'))
+
+
+def _s3_large_lines(large):
+    if not large:
+        return []
+    lines = ['### A %d MiB layer (issue 14)' % large['mib'], '',
+             'A layout with one %d MiB layer of random bytes (%d bytes in all), first publish into an empty bucket; '
+             'medians of %d runs, whole processes; MB/s = layout bytes / seconds. The bucket is emptied and RGW\'s '
+             'garbage collected after each tool. oci.discovery\'s time includes the Ansible floor (%s s here) and '
+             'validating the layout (hashing every blob) before the upload.'
+             % (large['mib'], large['bytes'], len(large['floor']), fmt_s(large.get('floor_median'))), '']
+    rows = []
+    for scheme in large['schemes']:
+        for tool in large['tools']:
+            cell = large['cells'].get('%s/%s' % (scheme, tool), {})
+            rows.append([scheme, s3.TOOL_LABELS[tool], fmt_s(cell.get('median')), _mbs(cell.get('mb_s')),
+                         fmt_s(cell.get('cpu_median')), fmt_x(cell.get('oci_vs')) if tool != 'oci' else '',
+                         ('FAILED: %s' % cell['failed']) if cell.get('failed') else ''])
+    lines += [table(['scheme', 'tool', 'seconds', 'MB/s', 'CPU (s)', 'oci MB/s / tool MB/s', ''], rows), '']
+    return lines
+
+
+def _s3_put_cpu_lines(put_cpu):
+    if not put_cpu:
+        return []
+    lines = ['### Client CPU per small blob (issue 14)', '',
+             'The 1,000-blob set (8 KiB each) uploaded into an empty bucket by a fresh Python process that measures '
+             'its own CPU (user + system) over the uploads alone (benchmarks/_put_cpu.py): reading and verifying each '
+             'blob, signing, sending, parsing the answer. 8 threads, except the bare loop. Target: at most %.1f ms '
+             'per blob on the direct path.' % put_cpu['target_ms'], '']
+    rows = []
+    for scheme in put_cpu['schemes']:
+        for mode in put_cpu['modes']:
+            cell = put_cpu['cells'].get('%s/%s' % (scheme, mode), {})
+            rows.append([scheme, s3.PUT_LABELS[mode], _ms(cell.get('cpu_ms_median')), _ms(cell.get('wall_ms_median')),
+                         ('FAILED: %s' % cell['failed']) if cell.get('failed') else
+                         ('fell back: %s' % cell['fallback_reason']) if cell.get('fallback_reason') else ''])
+    lines += [table(['scheme', 'how', 'CPU ms per blob', 'wall ms per blob', ''], rows), '']
     return lines
 
 
@@ -222,10 +288,12 @@ def markdown(results, chart_name='ratios.png'):
         lines += ['Note: the machine was not idle during this run (load average above 1 on %s cores): '
                   'absolute times are inflated; the tools were measured interleaved, run by run, so the ratios '
                   'are fairer than the absolute figures.' % meta['machine'].get('nproc', '?'), '']
+    for area, date in sorted((meta.get('kept') or {}).items()):
+        lines += ['The %s figures below are from an earlier run (%s): this run did not measure them.' % (area, date), '']
     rows = targets(results)
     if rows:
         rows = [[a, t, m, _mark(ok)] for a, t, m, ok in rows]
-        lines += ['## Targets (issue 7)', '', table(['where', 'target', 'measured', ''], rows), '']
+        lines += ['## Targets (issue 7, and issue 14 where marked)', '', table(['where', 'target', 'measured', ''], rows), '']
     if results.get('s3'):
         lines += _s3_section(results['s3'])
     if results.get('ssh'):

@@ -25,6 +25,15 @@ media type (oci-layout files and the module's private ledger are not checked).
 Over https RGW refuses boto3's default request checksums (aws-chunked trailers). Each tool
 is first tried once with its defaults over https (reported as "https, defaults"); the timed
 https runs then use the usual work-around (checksums only when required) where needed.
+
+Two more measurements (``extras``), in the same run:
+
+  large     a layout with one 1 GiB layer, first publish into an empty bucket by oci, aws s3 sync
+            and rclone (whole processes; MB/s = layout bytes / seconds); the bucket is emptied and
+            RGW's garbage collected before the next tool (memstore holds everything in RAM)
+  put_cpu   client CPU per small blob (the 1,000-blob set), in a fresh process that measures only
+            its uploads (benchmarks/_put_cpu.py): S3Store.put_blobs on the direct path, the same
+            through the client pipeline, and a bare client.put_object loop
 """
 
 from __future__ import absolute_import, division, print_function
@@ -42,6 +51,14 @@ from benchmarks import _common
 from benchmarks._common import DATASETS, Playbook, procs, ratio, task_result, timed
 
 TOOLS = ('oci', 's3_sync', 'aws', 'rclone', 'boto3')
+EXTRAS = ('large', 'put_cpu')
+LARGE_TOOLS = ('oci', 'aws', 'rclone')
+LARGE_MIB = 1024
+PUT_MODES = ('direct', 'pipeline', 'put_object')
+PUT_LABELS = {'direct': 'S3Store.put_blobs, direct path (the module)',
+              'pipeline': 'S3Store.put_blobs, client pipeline',
+              'put_object': 'bare client.put_object loop, 1 thread'}
+PUT_CPU_TARGET_MS = 0.6
 TOOL_LABELS = {
     'oci': 'oci.discovery.s3_publish_layout',
     's3_sync': 'community.aws.s3_sync',
@@ -285,7 +302,8 @@ class Tools(object):
 
 # --------------------------------------------------------------------------- the benchmark
 
-def run(rgw, data, workdir, runs=3, schemes=SCHEMES, sets=DATASETS, tools=TOOLS, log=print):
+def run(rgw, data, workdir, runs=3, schemes=SCHEMES, sets=DATASETS, tools=TOOLS, extras=EXTRAS, large_mib=LARGE_MIB,
+        log=print):
     """Measure everything; returns a dict (see report.py for how it is shown)."""
     aws = _common.ensure_awscli() if 'aws' in tools else None
     maker = Tools(rgw, data, workdir, aws)
@@ -322,6 +340,88 @@ def run(rgw, data, workdir, runs=3, schemes=SCHEMES, sets=DATASETS, tools=TOOLS,
                         % (run_number + 1, scheme, dataset, TOOL_LABELS[tool], _common.fmt_s(_last(cell['first'])),
                            _common.fmt_s(_last(cell['noop'])), ('  FAILED: ' + cell['failed']) if cell['failed'] else ''))
     summarise(out)
+    if 'large' in extras:
+        out['large'] = run_large(rgw, maker, workdir, runs, schemes, [t for t in LARGE_TOOLS if t in tools or t == 'oci'],
+                                 large_mib, log)
+    if 'put_cpu' in extras and 'small' in data:
+        out['put_cpu'] = run_put_cpu(rgw, data['small'], runs, schemes, log)
+    return out
+
+
+def run_large(rgw, maker, workdir, runs, schemes, tools, mib=LARGE_MIB, log=print):
+    """First publish of a layout with a ``mib`` MiB layer by each tool: seconds, CPU, MB/s (medians)."""
+    from benchmarks import validate_memory
+    from rig import layouts
+    root = os.path.join(workdir, 'large-layout')
+    validate_memory.build_layout(root, mib)
+    layouts.make_world_readable(root)
+    maker.data['large'] = root
+    size = validate_memory.layout_bytes(root)
+    maker.aws = maker.aws or _common.ensure_awscli()
+    out = {'bytes': size, 'mib': mib, 'tools': list(tools), 'schemes': list(schemes), 'cells': {}, 'floor': []}
+    ping = maker.ping()
+    for run_number in range(runs):
+        out['floor'].append(ping().seconds)
+        for scheme in schemes:
+            for tool in tools:
+                cell = out['cells'].setdefault('%s/%s' % (scheme, tool), {'seconds': [], 'cpu': [], 'failed': None})
+                bucket = new_bucket(rgw, 'large-%s-%s' % (tool, scheme))
+                try:
+                    outcome = maker.runner(tool, scheme, 'large')(bucket)
+                finally:
+                    remove_bucket(rgw, bucket)
+                if outcome.ok:
+                    cell['seconds'].append(outcome.seconds)
+                    cell['cpu'].append(outcome.cpu)
+                else:
+                    cell['failed'] = outcome.reason()
+                log('  run %d %-5s %d MiB layer %-34s %s s (%s MB/s)%s'
+                    % (run_number + 1, scheme, mib, TOOL_LABELS[tool], _common.fmt_s(outcome.seconds),
+                       '%.0f' % (size / outcome.seconds / 1e6), '' if outcome.ok else '  FAILED: ' + cell['failed']))
+    out['floor_median'] = _common.median(out['floor'])
+    for key, cell in out['cells'].items():
+        cell['median'] = _common.median(cell['seconds'])
+        cell['cpu_median'] = _common.median(cell['cpu'])
+        cell['mb_s'] = size / cell['median'] / 1e6 if cell['median'] else None
+    for scheme in schemes:
+        oci = out['cells'].get('%s/oci' % scheme, {}).get('mb_s')
+        for tool in tools:
+            if tool != 'oci':
+                out['cells']['%s/%s' % (scheme, tool)]['oci_vs'] = ratio(oci, out['cells']['%s/%s' % (scheme, tool)]['mb_s'])
+    return out
+
+
+def run_put_cpu(rgw, src, runs, schemes, log=print):
+    """Client CPU per small blob (ms), each mode in a fresh process (benchmarks/_put_cpu.py); medians."""
+    import json
+    out = {'modes': list(PUT_MODES), 'schemes': list(schemes), 'cells': {}, 'target_ms': PUT_CPU_TARGET_MS}
+    for run_number in range(runs):
+        for scheme in schemes:
+            env = procs.service_env(dict(rgw.aws_env(scheme == 'https'), AWS_CONFIG_FILE='/nonexistent',
+                                         AWS_SHARED_CREDENTIALS_FILE='/nonexistent'))
+            for mode in PUT_MODES:
+                cell = out['cells'].setdefault('%s/%s' % (scheme, mode), {'cpu_ms': [], 'wall_ms': [], 'failed': None})
+                bucket = new_bucket(rgw, 'cpu-%s-%s' % (mode.replace('_', '-'), scheme))
+                try:
+                    outcome = timed([_common.VENV_PYTHON, '-m', 'benchmarks._put_cpu', src, bucket, '--mode', mode],
+                                    env=env, cwd=_common.REPO)
+                finally:
+                    remove_bucket(rgw, bucket)
+                if not outcome.ok:
+                    cell['failed'] = outcome.reason()
+                    log('  run %d %-5s put CPU %-10s FAILED: %s' % (run_number + 1, scheme, mode, cell['failed']))
+                    continue
+                found = json.loads(outcome.stdout.strip().splitlines()[-1])
+                cell['cpu_ms'].append(found['cpu_ms_per_blob'])
+                cell['wall_ms'].append(found['wall_ms_per_blob'])
+                cell['direct'] = found['direct']
+                cell['fallback_reason'] = found['fallback_reason']
+                log('  run %d %-5s put CPU %-10s %.3f ms per blob (wall %.3f ms)%s'
+                    % (run_number + 1, scheme, mode, found['cpu_ms_per_blob'], found['wall_ms_per_blob'],
+                       '  (fell back: %s)' % found['fallback_reason'] if found['fallback_reason'] else ''))
+    for cell in out['cells'].values():
+        cell['cpu_ms_median'] = _common.median(cell['cpu_ms'])
+        cell['wall_ms_median'] = _common.median(cell['wall_ms'])
     return out
 
 

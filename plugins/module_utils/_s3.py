@@ -22,12 +22,15 @@ What this store does that a plain upload loop does not:
   ledger" below) and fixed by copying the object onto itself with
   ``MetadataDirective=REPLACE``: no re-upload.
 * **Uploads are parallel, bounded, streamed and verified on the way.**
-  ``put_blobs()`` runs one s3transfer ``TransferManager`` (bounded request
-  threads, multipart above a threshold) over a window of open files; each file
-  is read once, sequentially, through ``_VerifyingReader``, which raises as
-  soon as the content disagrees with the descriptor. A multipart upload that
-  fails is aborted by s3transfer; a single PUT is only sent after its body was
-  read and verified. Readers never see an unverified object.
+  ``put_blobs()`` sends each blob below the multipart threshold with one
+  PutObject from a pool of ``max_concurrency`` threads, after its body was read
+  whole and verified through ``_VerifyingReader``; larger blobs go through
+  ``_s3_put.upload_large`` (parts read and verified in order, sent by
+  ``max_concurrency`` workers, the upload completed only after the last part
+  was verified, aborted otherwise). Readers never see an unverified object.
+  The requests go through ``blob_puts()``: ``_s3_put``'s direct path (the
+  client's signer, HTTP session and retries, not its pipeline) where it sends
+  what the client would, else the client.
 * **Documents are read-modify-written with conditional PUTs**: ``If-Match`` on
   the ETag read, ``If-None-Match: *`` when creating; on ``412 Precondition
   Failed`` the update is re-read and re-merged (up to ``max_merge_attempts``).
@@ -41,20 +44,20 @@ What this store does that a plain upload loop does not:
   there. (Ceph RGW, AWS S3 and MinIO implement both conditions.)
 
 The ledger that finds objects with drifted headers without a HEAD each is in
-``_s3_ledger``; botocore errors are classified and translated in
+``_s3_ledger``; blob PUTs and multipart uploads are in ``_s3_put``; botocore errors are classified and translated in
 ``_s3_errors``.
 """
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import contextlib
 import threading
 import time
 
 from ansible_collections.oci.discovery.plugins.module_utils._digests import Verifier
 from ansible_collections.oci.discovery.plugins.module_utils._s3_errors import (
     S3Error, error_details, is_boto_error, s3_error, translated, unsupported_condition, upload_error)
+from ansible_collections.oci.discovery.plugins.module_utils._s3_put import ClientPuts, putter, upload_large
 from ansible_collections.oci.discovery.plugins.module_utils._s3_ledger import (
     LIST_PAGE, MetadataLedger, drifted_headers, listed_time, thread_pool)
 from ansible_collections.oci.discovery.plugins.module_utils._spec import MAX_INDEX_BYTES
@@ -68,15 +71,10 @@ CONDITIONAL_MODES = ('auto', 'always', 'never')
 MAX_COPY_OBJECT_BYTES = 5 * 1024 * MIB     # above this, CopyObject refuses: multipart copy
 
 
-class _CancelUploads(Exception):
-    """Raised inside the transfer manager's block to cancel the uploads still in flight."""
+class _FirstError:
+    """The first error of a batch of uploads run by a thread pool."""
 
-
-class _Uploading:
-    """The state of one ``put_blobs`` run: a window of open files, the first error."""
-
-    def __init__(self, window):
-        self.slots = threading.Semaphore(window)
+    def __init__(self):
         self.lock = threading.Lock()
         self.error = None
 
@@ -89,11 +87,10 @@ class _Uploading:
 class _VerifyingReader:
     """A non-seekable reader over a blob file that verifies what is read.
 
-    s3transfer reads a non-seekable object exactly once, in order (one part
-    after another, or the whole body of a single PUT before sending it), so
+    Read once, in order (a small blob's whole body before its PUT is sent), so
     every byte passes through the Verifier once. Reading past ``size`` bytes,
     a short file or a digest mismatch raise VerificationError from ``read``,
-    which fails the transfer before anything becomes visible.
+    which fails the upload before anything becomes visible.
     """
 
     def __init__(self, fileobj, digest, size, what):
@@ -159,14 +156,15 @@ class S3Store(MetadataLedger, Store):
     bucket policy). ``max_concurrency`` bounds the request threads;
     objects of ``multipart_threshold`` bytes or more are uploaded in parts of
     ``multipart_chunksize`` bytes (memory use is about
-    ``(max_concurrency // 2 + 4) * multipart_chunksize`` at most: see
-    ``_transfer_manager``).
+    ``max_concurrency * multipart_chunksize`` at most: one part per worker of
+    ``_s3_put.upload_large``). ``direct_puts`` (default) lets blob PUTs take
+    ``_s3_put``'s direct path where it applies.
     """
 
     def __init__(self, client, bucket, prefix='', acl=None, blob_cache_control=BLOB_CACHE_CONTROL,
                  document_cache_control=DOCUMENT_CACHE_CONTROL, max_concurrency=8,
                  multipart_threshold=16 * MIB, multipart_chunksize=8 * MIB, conditional_writes='auto',
-                 max_merge_attempts=10, use_ledger=True):
+                 max_merge_attempts=10, use_ledger=True, direct_puts=True):
         if conditional_writes not in CONDITIONAL_MODES:
             raise StoreError('conditional_writes must be one of %s, got %r'
                              % (', '.join(CONDITIONAL_MODES), conditional_writes))
@@ -186,6 +184,8 @@ class S3Store(MetadataLedger, Store):
         self.conditional_writes = conditional_writes
         self.max_merge_attempts = max(1, int(max_merge_attempts))
         self.use_ledger = use_ledger
+        self.direct_puts = direct_puts
+        self._puts = None        # what sends blob bytes (blob_puts)
         self.warnings = []
         self.requests = dict.fromkeys(
             ('list_pages', 'head', 'get', 'put', 'upload', 'copy', 'delete'), 0)
@@ -375,29 +375,20 @@ class S3Store(MetadataLedger, Store):
                                 multipart_chunksize=self.multipart_chunksize,
                                 max_concurrency=self.max_concurrency, use_threads=True,
                                 preferred_transfer_client='classic')
-        # Parts read from a non-seekable stream (ours: verified on the way) wait in memory. s3transfer
-        # bounds them by max_in_memory_upload_chunks but holds about 3 more (the part being read, parts
-        # being sent): peak RSS publishing a 1 GiB layer (8 MiB parts, max_concurrency 8) was 140-170 MB
-        # with max_concurrency + 2, about 110 MB with 4, at the same speed (benchmarks/memory.py).
-        # Small blobs do not go through here (put_blobs), so this does not limit their concurrency.
-        config.max_in_memory_upload_chunks = max(2, self.max_concurrency // 2)
         return create_transfer_manager(self.client, config)
 
     def put_blobs(self, blobs, source):
         """Upload blobs in parallel; ``blobs`` are the plan's dicts (key, digest, size, mediaType).
 
-        ``source.open(blob)`` returns a binary file object (called only when a
-        slot in the bounded window is free, so at most about twice
-        ``max_concurrency`` files are open). Each upload is verified on the way;
-        the first failure cancels the rest and is raised naming the blob.
-        Returns the number of bytes sent.
+        ``source.open(blob)`` returns a binary file object (at most
+        ``max_concurrency`` small blobs and one large blob are open at a
+        time). Each upload is verified on the way; the first failure stops the
+        rest and is raised naming the blob. Returns the number of bytes sent.
 
         Blobs below ``multipart_threshold`` (configs, manifests, most layers)
         are read, verified and sent with one PutObject each from a pool of
-        ``max_concurrency`` threads: s3transfer's per-transfer machinery costs
-        more CPU than such a request itself (benchmarks/: 1,000 blobs of 8 KiB
-        take about 0.75 s less CPU). Larger blobs go through s3transfer
-        (multipart, a bounded number of parts in memory).
+        ``max_concurrency`` threads. Larger blobs are uploaded in parts by
+        ``_s3_put.upload_large`` (one after another, their parts in parallel).
         """
         blobs = list(blobs)
         small = [b for b in blobs if b['size'] < self.multipart_threshold]
@@ -408,7 +399,8 @@ class S3Store(MetadataLedger, Store):
         """One verified PutObject per blob, ``max_concurrency`` at a time; the first failure stops the rest."""
         if not blobs:
             return 0
-        state = _Uploading(0)
+        state = _FirstError()
+        puts = self.blob_puts()
 
         def put(blob):
             if state.error is not None:
@@ -421,9 +413,8 @@ class S3Store(MetadataLedger, Store):
                     data = _VerifyingReader(fileobj, blob['digest'], blob['size'], what).read()
                 finally:
                     fileobj.close()
-                content_type, cache_control = self.blob_headers(blob.get('mediaType'))
-                self.client.put_object(Bucket=self.bucket, Key=self.object_key(key), Body=data,
-                                       **self._extra(content_type, cache_control))
+                puts.put_object(self.object_key(key), data, self._extra(*self.blob_headers(blob.get('mediaType'))),
+                                sha256=blob['digest'][7:] if blob['digest'].startswith('sha256:') else None)
             except Exception as e:  # noqa: BLE001 (reported below, once)
                 state.fail(upload_error(e, 'blob %s' % blob['digest'], self.describe(key)))
 
@@ -432,72 +423,32 @@ class S3Store(MetadataLedger, Store):
                 pass
         if state.error is not None:
             raise state.error
+        self._uploaded(blobs)
+        return sum(b['size'] for b in blobs)
+
+    def _put_large_blobs(self, blobs, open_blob):
+        """Blobs at or above the multipart threshold: multipart uploads, verified on the way (``_s3_put``)."""
+        if not blobs:
+            return 0
+        total = upload_large(self.client, self.blob_puts(), blobs, open_blob, self.object_key, self.describe,
+                             lambda blob: self._extra(*self.blob_headers(blob.get('mediaType'))),
+                             self.multipart_chunksize, self.max_concurrency,
+                             lambda e, blob: upload_error(e, 'blob %s' % blob['digest'], self.describe(blob['key'])))
+        self._uploaded(blobs)
+        return total
+
+    def blob_puts(self):
+        """What sends blob bytes: ``_s3_put.DirectPuts`` when it can, else the client pipeline (made once)."""
+        if self._puts is None:
+            self._puts = putter(self.client, self.bucket, self._extra(*self.blob_headers(None))) \
+                if self.direct_puts else ClientPuts(self.client, self.bucket, reason='direct_puts is off')
+        return self._puts
+
+    def _uploaded(self, blobs):
         for blob in blobs:
             self._count('upload')
             self._learnt[blob['key']] = self.blob_headers(blob.get('mediaType'))
             self._remember_written(blob['key'], blob['size'])
-        return sum(b['size'] for b in blobs)
-
-    def _put_large_blobs(self, blobs, open_blob):
-        """Blobs at or above the multipart threshold, through one s3transfer TransferManager."""
-        if not blobs:
-            return 0
-        state = _Uploading(self.max_concurrency * 2)
-        total = 0
-        with contextlib.ExitStack() as stack:
-            # Entered first, left last: swallows _CancelUploads once the manager has cancelled.
-            stack.enter_context(contextlib.suppress(_CancelUploads))
-            manager = stack.enter_context(self._transfer_manager())
-            futures = []
-            for blob in blobs:
-                state.slots.acquire()
-                if state.error is not None:
-                    state.slots.release()
-                    break
-                key = blob['key']
-                what = 'blob %s (for %s)' % (blob['digest'], self.describe(key))
-                try:
-                    fileobj = open_blob(blob)
-                except Exception:
-                    state.slots.release()
-                    raise
-                reader = _VerifyingReader(fileobj, blob['digest'], blob['size'], what)
-                content_type, cache_control = self.blob_headers(blob.get('mediaType'))
-                size = blob['size']
-
-                def done(future, reader=reader, key=key, digest=blob['digest']):
-                    reader.close()
-                    state.slots.release()
-                    try:
-                        future.result()
-                    except Exception as e:  # noqa: BLE001 (reported below, once)
-                        state.fail(upload_error(e, 'blob %s' % digest, self.describe(key)))
-
-                future = manager.upload(
-                    reader, self.bucket, self.object_key(key),
-                    extra_args=self._extra(content_type, cache_control),
-                    subscribers=[_subscriber(on_queued=lambda f, size=size: f.meta.provide_transfer_size(size),
-                                             on_done=done)])
-                futures.append((blob, future))
-                total += size
-            # Leaving the manager waits for every transfer; on an error, cancel what is left by
-            # leaving it with an exception (TransferManager.shutdown(cancel=True) passes its message
-            # as the exception type and fails with "'str' object is not callable": boto/s3transfer#143).
-            while any(not f.done() for dummy, f in futures):
-                if state.error is not None:
-                    raise _CancelUploads('another upload failed')
-                time.sleep(0.01)
-        if state.error is not None:
-            raise state.error
-        for blob, future in futures:
-            try:
-                future.result()
-            except Exception as e:  # noqa: BLE001
-                raise upload_error(e, 'blob %s' % blob['digest'], self.describe(blob['key']))
-            self._count('upload')
-            self._learnt[blob['key']] = self.blob_headers(blob.get('mediaType'))
-            self._remember_written(blob['key'], blob['size'])
-        return total
 
     def put_document(self, key, data, media_type):
         self._put(key, data, self.document_headers(media_type))

@@ -25,7 +25,11 @@ description:
     a HEAD per blob) and one GET per document. Only missing blobs are uploaded, in parallel with a
     bounded pool of O(max_concurrency) requests, multipart above O(multipart_chunksize), streamed
     from disk and verified (size and digest) on the way; a blob that fails verification never
-    becomes visible.
+    becomes visible. Blob PUTs are signed and sent with the client's own credentials, HTTP
+    session (proxies, O(aws_ca_bundle), O(validate_certs)) and retry settings, without the
+    per-request cost of the boto3 client pipeline, except where the client would send something
+    more (request checksums set through O(aws_config), signing other than SigV4, adaptive retries);
+    then every request goes through the client.
   - Existing objects with a wrong Content-Type or Cache-Control (for example changed by another
     tool) are fixed in place by copying them onto themselves, without a re-upload, and reported as
     changed. To notice this without a HEAD per object, the module keeps a private ledger object,
@@ -218,7 +222,7 @@ options:
     description:
       - Blobs of this many bytes or more are uploaded in parts of this size (at least 5 MiB; S3 allows
         10,000 parts, so larger parts are used for larger blobs). Memory use is about
-        O(max_concurrency) / 2 + 4 parts.
+        O(max_concurrency) parts.
     type: int
     default: 8388608
   conditional_writes:

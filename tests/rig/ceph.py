@@ -36,6 +36,8 @@ REGION = "us-east-1"
 # domain set, RGW reads an unknown Host as a bucket name (CNAME style): "rgw dns name = localhost" keeps
 # path-style REST requests to localhost (the https endpoint) working; 127.0.0.1 is an address, never a bucket.
 WEBSITE_DOMAIN = "s3-website.test"
+# The OSD keeps every object in RAM, up to this much: size it for what a run stores at once.
+MEMSTORE_BYTES = 2 * 1024 ** 3
 
 CONF_TEMPLATE = """\
 # written by tests/rig/ceph.py
@@ -66,7 +68,7 @@ osd pool default pg autoscale mode = off
 mon max pg per osd = 1000
 mon warn on pool no redundancy = false
 osd objectstore = memstore
-memstore device bytes = 2147483648
+memstore device bytes = {memstore_bytes}
 paxos propose interval = 0.05
 osd crush update on start = false
 osd class update on start = false
@@ -90,8 +92,9 @@ def s3_config():
 class RGW:
     """One single-node Ceph cluster with radosgw listening on http and (with cert) https."""
 
-    def __init__(self, cert=None, ca_path=None, name="ceph"):
+    def __init__(self, cert=None, ca_path=None, name="ceph", memstore_bytes=MEMSTORE_BYTES):
         self.name = name
+        self.memstore_bytes = int(memstore_bytes)
         self.cert = cert
         self.ca_path = ca_path if ca_path is not None else (cert.ca.cert_path if cert is not None else None)
         self.mon_port = free_port()
@@ -156,7 +159,8 @@ class RGW:
         fsid = str(uuid.uuid4())
         self.conf = os.path.join(d, "ceph.conf")
         with open(self.conf, "w") as handle:
-            handle.write(CONF_TEMPLATE.format(fsid=fsid, mon_port=self.mon_port, d=d, frontends=frontends))
+            handle.write(CONF_TEMPLATE.format(fsid=fsid, mon_port=self.mon_port, d=d, frontends=frontends,
+                                              memstore_bytes=self.memstore_bytes))
         env = service_env({"CEPH_CONF": self.conf})
         try:
             # Monitor.

@@ -1,0 +1,314 @@
+# -*- coding: utf-8 -*-
+"""Blob uploads (plugins/module_utils/_s3_put.py) against a real Ceph RGW on loopback.
+
+The direct path (blob PUTs signed by botocore's S3SigV4Auth and sent by the client's HTTP
+session, without the client pipeline) must behave as the pipeline does: exact headers,
+retries on 503 and on connection errors, the same error messages, refreshed credentials,
+the client's proxies. A tiny loopback proxy (``FaultyProxy``) stands between the client and
+RGW where a test needs failures or needs to see the requests.
+"""
+import hashlib
+import os
+import socket
+import socketserver
+import threading
+import time
+import urllib.request
+import uuid
+
+import pytest
+
+from ansible_collections.oci.discovery.plugins.module_utils._digests import VerificationError
+from ansible_collections.oci.discovery.plugins.module_utils._s3 import BLOB_CACHE_CONTROL, S3Store
+from ansible_collections.oci.discovery.plugins.module_utils._s3_errors import S3Error
+from ansible_collections.oci.discovery.plugins.module_utils._s3_put import ClientPuts, DirectPuts, putter
+from rig.procs import free_port
+
+MIB = 1024 * 1024
+LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+SLOW_DOWN = (b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code>"
+             b"<Message>Please reduce your request rate.</Message></Error>")
+
+
+@pytest.fixture
+def bucket(rgw):
+    name = "t-%s" % uuid.uuid4().hex[:12]
+    rgw.client().create_bucket(Bucket=name)
+    return name
+
+
+class Blobs:
+    """Blob files in a directory, as plan dicts; ``open`` is the source of ``put_blobs``."""
+
+    def __init__(self, root):
+        self.root = root
+        self.paths = {}
+
+    def add(self, data, media_type=LAYER, actual=None):
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        path = os.path.join(str(self.root), digest[7:])
+        with open(path, "wb") as handle:
+            handle.write(data if actual is None else actual)
+        blob = {"key": "oci-cas/sha256/%s/%s" % (digest[7:9], digest[7:]), "digest": digest, "size": len(data),
+                "mediaType": media_type}
+        self.paths[blob["key"]] = path
+        return blob
+
+    def open(self, blob):
+        return open(self.paths[blob["key"]], "rb")
+
+
+class FaultyProxy:
+    """A loopback HTTP proxy in front of RGW that answers the first ``fail`` matching requests itself.
+
+    Serves origin-form requests (as an endpoint_url: forwarded to ``upstream``) and absolute-form
+    ones (as a forward proxy from the client's ``proxies``). ``status`` 503 sends S3's SlowDown
+    error; ``status`` None closes the connection without an answer. One request per connection.
+    ``seen`` lists (method, target) of every request.
+    """
+
+    def __init__(self, upstream_port, fail=0, status=503, match=lambda method, target: method == "PUT"):
+        self.upstream_port = upstream_port
+        self.fail, self.status, self.match = fail, status, match
+        self.seen = []
+        self.failed = 0
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                proxy._handle(self.rfile, self.wfile, self.connection)
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def _handle(self, rfile, wfile, connection):
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            line = rfile.readline()
+            if not line:
+                return
+            head += line
+        lines = head.split(b"\r\n")
+        method, target, version = lines[0].decode().split(" ")
+        length = 0
+        headers = []
+        for line in lines[1:]:
+            if not line:
+                continue
+            name, dummy, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+            if name.strip().lower() in (b"connection", b"expect"):
+                continue
+            headers.append(line)
+        body = rfile.read(length) if length else b""
+        with self.lock:
+            self.seen.append((method, target))
+            failing = self.failed < self.fail and self.match(method, target)
+            if failing:
+                self.failed += 1
+        if failing:
+            if self.status is None:
+                connection.shutdown(socket.SHUT_RDWR)
+                return
+            wfile.write(b"HTTP/1.1 %d Slow Down\r\nContent-Type: application/xml\r\nContent-Length: %d\r\n"
+                        b"Connection: close\r\n\r\n%s" % (self.status, len(SLOW_DOWN), SLOW_DOWN))
+            return
+        if target.startswith("http://"):
+            target = "/" + target.split("/", 3)[3]
+        upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=30)
+        try:
+            upstream.sendall(b"%s %s %s\r\n" % (method.encode(), target.encode(), version.encode())
+                             + b"\r\n".join(headers) + b"\r\nConnection: close\r\n\r\n" + body)
+            while True:
+                chunk = upstream.recv(65536)
+                if not chunk:
+                    break
+                wfile.write(chunk)
+        finally:
+            upstream.close()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def proxies():
+    started = []
+
+    def start(rgw, **kwargs):
+        proxy = FaultyProxy(rgw.port, **kwargs)
+        started.append(proxy)
+        return proxy
+    yield start
+    for proxy in started:
+        proxy.close()
+
+
+def anonymous_get(rgw, bucket, key, tls=False):
+    import ssl
+    context = ssl.create_default_context(cafile=rgw.ca_path) if tls else None
+    with urllib.request.urlopen(rgw.url(bucket, key, tls=tls), timeout=20, context=context) as response:
+        return response.headers, response.read()
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_direct_puts_serve_exact_headers_single_and_multipart(rgw, bucket, tmp_path, tls):
+    blobs = Blobs(tmp_path)
+    small = blobs.add(os.urandom(8192))
+    typed = blobs.add(b'{"a": 1}', media_type="application/vnd.oci.image.config.v1+json; charset=utf-8")
+    untyped = blobs.add(b"raw bytes", media_type=None)
+    large = blobs.add(os.urandom(11 * MIB + 17))      # three parts of 5 MiB, the last short
+    store = S3Store(rgw.client(tls=tls), bucket, acl="public-read", blob_cache_control="public, max-age=7",
+                    multipart_threshold=5 * MIB, multipart_chunksize=5 * MIB)
+    assert store.put_blobs([small, typed, untyped, large], blobs) == sum(b["size"] for b in (small, typed, untyped, large))
+    assert isinstance(store.blob_puts(), DirectPuts), store.blob_puts().reason
+    for blob, content_type in ((small, LAYER), (typed, typed["mediaType"]), (untyped, "application/octet-stream"),
+                               (large, LAYER)):
+        headers, body = anonymous_get(rgw, bucket, blob["key"], tls=tls)       # public-read applied
+        assert headers["Content-Type"] == content_type
+        assert headers["Cache-Control"] == "public, max-age=7"
+        assert hashlib.sha256(body).hexdigest() == blob["digest"][7:]
+    head = rgw.client().head_object(Bucket=bucket, Key=large["key"])
+    assert head["ETag"].strip('"').endswith("-3")                              # multipart, 3 parts
+    assert rgw.client().head_object(Bucket=bucket, Key=small["key"])["ETag"].strip('"') == \
+        hashlib.md5(open(blobs.paths[small["key"]], "rb").read()).hexdigest()
+
+
+def test_direct_puts_refuse_bytes_that_do_not_match_and_leave_nothing(rgw, bucket, tmp_path):
+    blobs = Blobs(tmp_path)
+    good, big = os.urandom(4096), os.urandom(12 * MIB)
+    store = S3Store(rgw.client(), bucket, multipart_threshold=5 * MIB, multipart_chunksize=5 * MIB)
+    for declared, actual in ((good, good[:-1] + b"?"), (big, big[:6 * MIB] + b"?" + big[6 * MIB + 1:]),
+                             (big, big + b"tail"), (big, big[:-1])):
+        blob = blobs.add(declared, actual=actual)
+        with pytest.raises(VerificationError, match=blob["digest"]):
+            store.put_blobs([blob], blobs)
+        assert isinstance(store.blob_puts(), DirectPuts)
+        assert rgw.client().list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+        assert rgw.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_a_503_from_the_server_is_retried_with_the_clients_retries(rgw, bucket, tmp_path, proxies):
+    blobs = Blobs(tmp_path)
+    small, large = blobs.add(os.urandom(1000)), blobs.add(os.urandom(6 * MIB))
+    # The first PutObject and the first UploadPart each get a 503 SlowDown.
+    proxy = proxies(rgw, fail=2, match=lambda method, target: method == "PUT")
+    client = rgw.client(endpoint_url=proxy.url)            # the rig's retries: standard, 2 attempts
+    store = S3Store(client, bucket, multipart_threshold=5 * MIB, multipart_chunksize=5 * MIB)
+    assert store.put_blobs([small, large], blobs) == small["size"] + large["size"]
+    assert isinstance(store.blob_puts(), DirectPuts)
+    assert proxy.failed == 2
+    puts = [target for method, target in proxy.seen if method == "PUT"]
+    assert len(puts) == 2 + 1 + 2                           # small twice, two parts (one twice)
+    for blob in (small, large):
+        body = rgw.client().get_object(Bucket=bucket, Key=blob["key"])["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == blob["digest"][7:]
+
+
+def failure(store, blobs, blob):
+    with pytest.raises(S3Error) as caught:
+        store.put_blobs([blob], blobs)
+    return str(caught.value)
+
+
+def test_errors_read_as_the_client_pipelines_do(rgw, bucket, tmp_path, proxies):
+    """503 until the attempts run out, a connection refused, a wrong secret key: the same messages."""
+    blobs = Blobs(tmp_path)
+    blob = blobs.add(os.urandom(100))
+    proxy = proxies(rgw, fail=1000)
+    refused = free_port()
+    cases = {
+        "503": dict(endpoint_url=proxy.url),
+        "refused": dict(endpoint_url="http://127.0.0.1:%d" % refused),
+        "credentials": dict(aws_secret_access_key="not-the-secret-key"),
+    }
+    for name, options in cases.items():
+        direct = S3Store(rgw.client(**options), bucket)
+        pipeline = S3Store(rgw.client(**options), bucket, direct_puts=False)
+        message = failure(direct, blobs, blob)
+        assert isinstance(direct.blob_puts(), DirectPuts) and isinstance(pipeline.blob_puts(), ClientPuts)
+        assert message == failure(pipeline, blobs, blob), name
+        assert blob["digest"] in message and "s3://%s/%s" % (bucket, blob["key"]) in message
+    assert "SlowDown (HTTP 503)" in failure(S3Store(rgw.client(**cases["503"]), bucket), blobs, blob)
+    assert "Could not connect to the endpoint URL" in failure(S3Store(rgw.client(**cases["refused"]), bucket), blobs, blob)
+    message = failure(S3Store(rgw.client(**cases["credentials"]), bucket), blobs, blob)
+    assert "SignatureDoesNotMatch (HTTP 403)" in message
+    assert "(check access_key/secret_key/session_token/profile and the bucket policy)" in message
+    assert rgw.client().list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+
+
+def test_a_dropped_connection_is_retried(rgw, bucket, tmp_path, proxies):
+    blobs = Blobs(tmp_path)
+    blob = blobs.add(os.urandom(5000))
+    proxy = proxies(rgw, fail=1, status=None)
+    store = S3Store(rgw.client(endpoint_url=proxy.url), bucket)
+    store.put_blobs([blob], blobs)
+    assert proxy.failed == 1 and [m for m, t in proxy.seen].count("PUT") == 2
+    assert rgw.client().head_object(Bucket=bucket, Key=blob["key"])["ContentLength"] == 5000
+
+
+def test_the_clients_proxies_carry_the_direct_puts(rgw, bucket, tmp_path, proxies):
+    from botocore.config import Config
+    from rig.ceph import s3_config
+    blobs = Blobs(tmp_path)
+    blob = blobs.add(os.urandom(300))
+    proxy = proxies(rgw)
+    client = rgw.client(config=s3_config().merge(Config(proxies={"http": proxy.url})))
+    store = S3Store(client, bucket)
+    store.put_blobs([blob], blobs)
+    assert isinstance(store.blob_puts(), DirectPuts)
+    assert ("PUT", "%s/%s/%s" % (rgw.endpoint, bucket, blob["key"])) in proxy.seen     # absolute-form: a proxy
+
+
+def test_refreshable_credentials_are_refreshed(rgw, bucket, tmp_path):
+    """The client's credentials are about to expire and were wrong: the direct path signs with the refreshed ones."""
+    import boto3
+    import botocore.session
+    from botocore.credentials import RefreshableCredentials
+    from rig.ceph import s3_config
+    refreshed = []
+
+    def refresh():
+        refreshed.append(1)
+        return {"access_key": rgw.access_key, "secret_key": rgw.secret_key, "token": None,
+                "expiry_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))}
+    core = botocore.session.get_session()
+    core._credentials = RefreshableCredentials.create_from_metadata(   # pylint: disable=protected-access
+        {"access_key": rgw.access_key, "secret_key": "expired", "token": None,
+         "expiry_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 60))}, refresh, "test")
+    client = boto3.session.Session(botocore_session=core).client(
+        "s3", endpoint_url=rgw.endpoint, region_name=rgw.region, config=s3_config())
+    blobs = Blobs(tmp_path)
+    blob = blobs.add(os.urandom(64))
+    store = S3Store(client, bucket)
+    store.put_blobs([blob], blobs)
+    assert isinstance(store.blob_puts(), DirectPuts) and refreshed
+    assert rgw.client().head_object(Bucket=bucket, Key=blob["key"])["ContentLength"] == 64
+
+
+def test_the_pipeline_is_kept_where_the_direct_path_would_send_something_else(rgw, bucket, tmp_path):
+    from botocore import UNSIGNED
+    from botocore.config import Config
+    from rig.ceph import s3_config
+    checksums = rgw.client(config=s3_config().merge(Config(request_checksum_calculation="when_supported")))
+    got = putter(checksums, bucket, {"ContentType": LAYER, "CacheControl": BLOB_CACHE_CONTROL})
+    assert isinstance(got, ClientPuts) and "checksum" in got.reason.lower()
+    adaptive = rgw.client(config=s3_config().merge(Config(retries={"mode": "adaptive"})))
+    assert "adaptive" in putter(adaptive, bucket, {}).reason
+    anonymous = rgw.client(config=s3_config().merge(Config(signature_version=UNSIGNED)))
+    assert "SigV4" in putter(anonymous, bucket, {}).reason
+    # The fallback uploads as before (checksums work over http), with the same headers.
+    blobs = Blobs(tmp_path)
+    blob = blobs.add(os.urandom(2048))
+    store = S3Store(checksums, bucket)
+    store.put_blobs([blob], blobs)
+    assert isinstance(store.blob_puts(), ClientPuts)
+    head = rgw.client().head_object(Bucket=bucket, Key=blob["key"])
+    assert (head["ContentType"], head["CacheControl"]) == (LAYER, BLOB_CACHE_CONTROL)
