@@ -26,7 +26,7 @@ from ansible_collections.oci.discovery.plugins.module_utils._digests import (
 from ansible_collections.oci.discovery.plugins.module_utils._documents import (
     INDEX_TYPES, MANIFEST_TYPES, REF_NAME, DocumentError, index_entries, load_json,
     validate_descriptor, validate_index, validate_manifest)
-from ansible_collections.oci.discovery.plugins.module_utils._record import layout_record
+from ansible_collections.oci.discovery.plugins.module_utils._record import layout_record, unchanged
 from ansible_collections.oci.discovery.plugins.module_utils._spec import (
     LAYOUT_VERSION, MAX_DOCUMENT_BYTES, MAX_INDEX_BYTES)
 
@@ -341,7 +341,7 @@ class Layout:
                     now = os.stat(self._location(digest)[0])
                 except OSError:
                     continue
-                if _identity(now) == _identity(before):
+                if unchanged(before, now):
                     record.add(digest, digest, now, started)
 
     def _verify_blob(self, desc, record, young=True):
@@ -360,10 +360,6 @@ class Layout:
         if outcome != 'young':
             self._verified.add(digest)
         return outcome
-
-
-def _identity(st):
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _load_json(data, what):

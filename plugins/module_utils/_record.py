@@ -122,6 +122,11 @@ def entry_matches(st, entry):
     return _key(st, entry[5]) == entry
 
 
+def unchanged(before, after):
+    """Whether two ``stat`` results of one name describe the same, unchanged file (the record's key)."""
+    return _key(before, None) == _key(after, None)
+
+
 def settled(st, now_ns=None):
     """Whether a file with this ``fstat`` is old enough to be recorded if read now."""
     return max(st.st_mtime_ns, st.st_ctime_ns) <= (time.time_ns() if now_ns is None else now_ns) - SETTLE_NS
@@ -281,4 +286,4 @@ def layout_record(real_root):
 
 
 __all__ = ['Record', 'SETTLE_NS', 'cache_dir', 'entry_matches', 'layout_record', 'private', 'private_dir', 'recorded',
-           'settled']
+           'settled', 'unchanged']
