@@ -471,7 +471,13 @@ def datasets(workdir):
 
 
 def blob_media_types(root):
-    """{encoded digest: media type} of every blob reachable from the layout's index.json."""
+    """{encoded digest: media type} of every blob reachable from the layout's index.json, and
+    {('tag', tag): media type} of what each tag of the index names."""
     from ansible_collections.oci.discovery.plugins.module_utils._layout import Layout
     layout = Layout(root)
-    return dict((d['digest'].split(':', 1)[1], d['mediaType']) for d in layout.walk(layout.index['manifests']))
+    types = dict((d['digest'].split(':', 1)[1], d['mediaType']) for d in layout.walk(layout.index['manifests']))
+    for entry in layout.index['manifests']:
+        tag = (entry.get('annotations') or {}).get('org.opencontainers.image.ref.name')
+        if tag:
+            types[('tag', tag)] = entry['mediaType']
+    return types

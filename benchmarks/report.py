@@ -54,9 +54,15 @@ def targets(results):
                 if tool == 'oci':
                     continue
                 value = large['cells'].get('%s/%s' % (scheme, tool), {}).get('oci_vs')
+                other = large['cells'].get('%s/%s' % (scheme, tool), {})
                 rows.append(('S3 %s/%d MiB layer' % (scheme, large['mib']), 'MB/s >= 1.0x %s (issue 14)' % s3.TOOL_LABELS[tool],
-                             '%s (%s vs %s MB/s)' % (fmt_x(value), _mbs(oci.get('mb_s')),
-                                                     _mbs(large['cells']['%s/%s' % (scheme, tool)].get('mb_s'))),
+                             '%s (%s vs %s MB/s)' % (fmt_x(value), _mbs(oci.get('mb_s')), _mbs(other.get('mb_s'))),
+                             _verdict(value, 1.0, True)))
+                value = other.get('oci_beyond_floor_vs')
+                rows.append(('S3 %s/%d MiB layer' % (scheme, large['mib']),
+                             'MB/s beyond the Ansible floor >= 1.0x %s (issue 14)' % s3.TOOL_LABELS[tool],
+                             '%s (%s vs %s MB/s)' % (fmt_x(value), _mbs(oci.get('mb_s_beyond_floor')),
+                                                     _mbs(other.get('mb_s'))),
                              _verdict(value, 1.0, True)))
         put_cpu = s3_out.get('put_cpu')
         for scheme in (put_cpu or {}).get('schemes', ()):
@@ -66,6 +72,14 @@ def targets(results):
             rows.append(('S3 %s/small' % scheme, 'client CPU <= %.1f ms per small blob (issue 14)' % put_cpu['target_ms'],
                          '%s ms (client pipeline: %s ms)' % (_ms(value), _ms(pipeline)),
                          _verdict(value, put_cpu['target_ms'])))
+            signed = put_cpu['cells'].get('%s/signed' % scheme, {}).get('cpu_ms_median')
+            if signed:
+                limit = put_cpu.get('target_vs_signed', 1.2)
+                rows.append(('S3 %s/small' % scheme,
+                             'client CPU per small blob <= %.1fx a bare S3SigV4Auth + urllib3 PUT (issue 14: %.1f vs %.1f ms)'
+                             % (limit, put_cpu['target_ms'], put_cpu.get('signed_reference_ms', 0.5)),
+                             '%s (%s vs %s ms)' % (fmt_x(value / signed if value else None), _ms(value), _ms(signed)),
+                             _verdict(value / signed if value else None, limit)))
     ssh_out = results.get('ssh')
     if ssh_out:
         for dataset, entry in sorted(ssh_out['ratios'].items()):
@@ -174,17 +188,23 @@ def _s3_large_lines(large):
     lines = ['### A %d MiB layer (issue 14)' % large['mib'], '',
              'A layout with one %d MiB layer of random bytes (%d bytes in all), first publish into an empty bucket; '
              'medians of %d runs, whole processes; MB/s = layout bytes / seconds. The bucket is emptied and RGW\'s '
-             'garbage collected after each tool. oci.discovery\'s time includes the Ansible floor (%s s here) and '
-             'validating the layout (hashing every blob) before the upload.'
+             'garbage collected after each tool, and the tools take turns going first from run to run. '
+             'oci.discovery\'s time includes the Ansible floor (%s s here: the cost of any Ansible task); the layer '
+             'is hashed once, as its parts are read for the upload (the controller validates the other blobs). '
+             '"beyond floor" divides the bytes by oci.discovery\'s time less the floor; the other tools\' times are '
+             'whole processes, their own start-up included.'
              % (large['mib'], large['bytes'], len(large['floor']), fmt_s(large.get('floor_median'))), '']
     rows = []
     for scheme in large['schemes']:
         for tool in large['tools']:
             cell = large['cells'].get('%s/%s' % (scheme, tool), {})
             rows.append([scheme, s3.TOOL_LABELS[tool], fmt_s(cell.get('median')), _mbs(cell.get('mb_s')),
+                         _mbs(cell.get('mb_s_beyond_floor')) if tool == 'oci' else '',
                          fmt_s(cell.get('cpu_median')), fmt_x(cell.get('oci_vs')) if tool != 'oci' else '',
+                         fmt_x(cell.get('oci_beyond_floor_vs')) if tool != 'oci' else '',
                          ('FAILED: %s' % cell['failed']) if cell.get('failed') else ''])
-    lines += [table(['scheme', 'tool', 'seconds', 'MB/s', 'CPU (s)', 'oci MB/s / tool MB/s', ''], rows), '']
+    lines += [table(['scheme', 'tool', 'seconds', 'MB/s', 'MB/s beyond floor', 'CPU (s)', 'oci MB/s / tool MB/s',
+                     'beyond floor', ''], rows), '']
     return lines
 
 
@@ -194,8 +214,11 @@ def _s3_put_cpu_lines(put_cpu):
     lines = ['### Client CPU per small blob (issue 14)', '',
              'The 1,000-blob set (8 KiB each) uploaded into an empty bucket by a fresh Python process that measures '
              'its own CPU (user + system) over the uploads alone (benchmarks/_put_cpu.py): reading and verifying each '
-             'blob, signing, sending, parsing the answer. 8 threads, except the bare loop. Target: at most %.1f ms '
-             'per blob on the direct path.' % put_cpu['target_ms'], '']
+             'blob, signing, sending, parsing the answer. 8 threads, except the bare loops. Target: at most %.1f ms '
+             'per blob on the direct path, where issue 14 measured %.1f ms for the bare S3SigV4Auth + urllib3 loop '
+             '(and 1.2 ms for client.put_object): on another machine, the same-run ratio to that bare loop is the '
+             'fair reading (%.1fx).' % (put_cpu['target_ms'], put_cpu.get('signed_reference_ms', 0.5),
+                                        put_cpu.get('target_vs_signed', 1.2)), '']
     rows = []
     for scheme in put_cpu['schemes']:
         for mode in put_cpu['modes']:

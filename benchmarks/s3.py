@@ -54,11 +54,13 @@ TOOLS = ('oci', 's3_sync', 'aws', 'rclone', 'boto3')
 EXTRAS = ('large', 'put_cpu')
 LARGE_TOOLS = ('oci', 'aws', 'rclone')
 LARGE_MIB = 1024
-PUT_MODES = ('direct', 'pipeline', 'put_object')
+PUT_MODES = ('direct', 'pipeline', 'put_object', 'signed')
 PUT_LABELS = {'direct': 'S3Store.put_blobs, direct path (the module)',
               'pipeline': 'S3Store.put_blobs, client pipeline',
-              'put_object': 'bare client.put_object loop, 1 thread'}
+              'put_object': 'bare client.put_object loop, 1 thread',
+              'signed': 'bare S3SigV4Auth + urllib3 loop, 1 thread'}
 PUT_CPU_TARGET_MS = 0.6
+PUT_SIGNED_REFERENCE_MS = 0.5     # issue 14's bare S3SigV4Auth + urllib3 PUT, on its machine
 TOOL_LABELS = {
     'oci': 'oci.discovery.s3_publish_layout',
     's3_sync': 'community.aws.s3_sync',
@@ -188,11 +190,26 @@ def collect_garbage(rgw):
 
 
 def expected_type(key, media_types):
-    """The Content-Type `key` must be served with (None: not checked)."""
+    """The Content-Type `key` must be served with (None: not checked).
+
+    `media_types` maps encoded digests to media types and, under ('tag', t), tags to the media type
+    of what they name. Keys of both S3 site layouts are known: the `cas_bucket` CAS
+    (`oci-cas/...`) and the `registry` layout's Distribution API paths (`v2/<name>/blobs/<digest>`,
+    `v2/<name>/manifests/<digest or tag>`, `v2/<name>/tags/list`, the `v2/` root).
+    """
     if key == LEDGER or key.endswith('/oci-layout') or key == 'oci-layout':
         return None
+    last = key.rsplit('/', 1)[-1]
+    if key.startswith('v2/'):
+        parts = key.split('/')
+        if len(parts) == 2 or key.endswith('/tags/list'):
+            return 'application/json'
+        if len(parts) > 3 and parts[-2] == 'manifests':
+            if ':' in last:
+                return media_types.get(last.split(':', 1)[1], '?')
+            return media_types.get(('tag', last), '?')
     if key.startswith('oci-cas/') or key.startswith('blobs/') or '/blobs/' in key:
-        return media_types.get(key.rsplit('/', 1)[1], '?')
+        return media_types.get(last.split(':', 1)[-1], '?')
     if key.startswith('oci-index/') or key == 'index.json' or key.endswith('/index.json'):
         return MT_INDEX
     if key == '.well-known/oci-host-ref-engines':
@@ -362,8 +379,9 @@ def run_large(rgw, maker, workdir, runs, schemes, tools, mib=LARGE_MIB, log=prin
     ping = maker.ping()
     for run_number in range(runs):
         out['floor'].append(ping().seconds)
+        turn = tools[run_number % len(tools):] + tools[:run_number % len(tools)]   # each tool goes first in turn
         for scheme in schemes:
-            for tool in tools:
+            for tool in turn:
                 cell = out['cells'].setdefault('%s/%s' % (scheme, tool), {'seconds': [], 'cpu': [], 'failed': None})
                 bucket = new_bucket(rgw, 'large-%s-%s' % (tool, scheme))
                 try:
@@ -383,18 +401,23 @@ def run_large(rgw, maker, workdir, runs, schemes, tools, mib=LARGE_MIB, log=prin
         cell['median'] = _common.median(cell['seconds'])
         cell['cpu_median'] = _common.median(cell['cpu'])
         cell['mb_s'] = size / cell['median'] / 1e6 if cell['median'] else None
+        if key.endswith('/oci') and cell['median'] and cell['median'] > out['floor_median']:
+            cell['mb_s_beyond_floor'] = size / (cell['median'] - out['floor_median']) / 1e6
     for scheme in schemes:
-        oci = out['cells'].get('%s/oci' % scheme, {}).get('mb_s')
+        oci = out['cells'].get('%s/oci' % scheme, {})
         for tool in tools:
             if tool != 'oci':
-                out['cells']['%s/%s' % (scheme, tool)]['oci_vs'] = ratio(oci, out['cells']['%s/%s' % (scheme, tool)]['mb_s'])
+                other = out['cells']['%s/%s' % (scheme, tool)]
+                other['oci_vs'] = ratio(oci.get('mb_s'), other['mb_s'])
+                other['oci_beyond_floor_vs'] = ratio(oci.get('mb_s_beyond_floor'), other['mb_s'])
     return out
 
 
 def run_put_cpu(rgw, src, runs, schemes, log=print):
     """Client CPU per small blob (ms), each mode in a fresh process (benchmarks/_put_cpu.py); medians."""
     import json
-    out = {'modes': list(PUT_MODES), 'schemes': list(schemes), 'cells': {}, 'target_ms': PUT_CPU_TARGET_MS}
+    out = {'modes': list(PUT_MODES), 'schemes': list(schemes), 'cells': {}, 'target_ms': PUT_CPU_TARGET_MS,
+           'signed_reference_ms': PUT_SIGNED_REFERENCE_MS, 'target_vs_signed': PUT_CPU_TARGET_MS / PUT_SIGNED_REFERENCE_MS}
     for run_number in range(runs):
         for scheme in schemes:
             env = procs.service_env(dict(rgw.aws_env(scheme == 'https'), AWS_CONFIG_FILE='/nonexistent',

@@ -9,11 +9,12 @@ One sequence for every store. ``run(target, request, layout)``:
    the layout validated for them (every blob hashed: ``_plan.publication``),
    the index operations, and the templates checked against the site
    (``SiteLayout.check_templates``). Bad input stops here, before the store
-   is touched. For a target that ``verifies_on_arrival`` (every blob sent
-   hashed as it arrives, none committed unless all match: the
-   ``publish_layout`` action plugin's), the blobs it lacks are not hashed
-   here but there, so each byte is hashed once; the others are hashed
-   after the probe, before the commit (in check mode, all of them).
+   is touched. A target may say which blobs it ``verifies_on_arrival``
+   (hashed as they arrive, none committed unless all match: every blob for
+   the ``publish_layout`` action plugin's, the blobs uploaded in parts for
+   S3): those it lacks are not hashed here but there, so each byte is
+   hashed once; the others are hashed after the probe, before the commit
+   (in check mode, all of them).
 2. probe the store, read-only (``_plan.probe``): which blobs it has with
    which size, the current documents, what it finds wrong with objects that
    are there;
@@ -124,8 +125,10 @@ def run(target, request: Request, layout=None, check_mode: bool = False) -> Outc
     """The whole sequence (see the module docstring); an ``Outcome`` (result, diff, plan, done)."""
     site = request.site
     # A target that verifies blobs as they arrive and commits none unless all match (the web root on a
-    # managed host) has the controller hash only the blobs it will not send: each byte hashed once.
-    deferred = bool(getattr(target, 'verifies_on_arrival', False))
+    # managed host; an S3 bucket for the blobs it uploads in parts) has the controller hash only the
+    # other blobs: each byte hashed once.
+    on_arrival = getattr(target, 'verifies_on_arrival', None)
+    deferred = on_arrival is not None
     pub, ops = prepare(request, layout, verify=not deferred)
     blobs = pub['blobs'] if pub else []
     view = _registry.for_ops(site, request.registry_view, ops, pub, layout, request.registry_roots) \
@@ -134,7 +137,7 @@ def run(target, request: Request, layout=None, check_mode: bool = False) -> Outc
                                         well_known=request.well_known is not None, view=view), blobs)
     plan = make_plan(site, ops, pub, probed, describe=target.describe, force=request.force, prune=request.prune,
                      prune_min_age=request.prune_min_age, well_known=request.well_known, view=view)
-    sent = set() if check_mode else set(b['digest'] for b in plan['send'])
+    sent = set() if check_mode or not deferred else set(b['digest'] for b in plan['send'] if on_arrival(b))
     if deferred and pub is not None:
         layout.validate(pub['sources'], skip=sent)
     done = None
@@ -154,6 +157,8 @@ class StoreTarget:
 
     def __init__(self, store):
         self.store = store
+        # ``run`` leaves the blobs the store verifies as they arrive unhashed here (S3: those sent in parts).
+        self.verifies_on_arrival = getattr(store, 'verifies_on_arrival', None)
 
     def describe(self, key: str) -> str:
         return self.store.describe(key)

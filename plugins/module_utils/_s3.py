@@ -385,15 +385,26 @@ class S3Store(MetadataLedger, Store):
         time). Each upload is verified on the way; the first failure stops the
         rest and is raised naming the blob. Returns the number of bytes sent.
 
-        Blobs below ``multipart_threshold`` (configs, manifests, most layers)
-        are read, verified and sent with one PutObject each from a pool of
-        ``max_concurrency`` threads. Larger blobs are uploaded in parts by
-        ``_s3_put.upload_large`` (one after another, their parts in parallel).
+        Blobs at or above ``multipart_threshold`` go first: uploaded in parts
+        by ``_s3_put.upload_large`` (one after another, their parts in
+        parallel), hashed as they are read, and completed (made visible) only
+        when all of them matched: they are the blobs this store
+        ``verifies_on_arrival``. Then the smaller ones (configs, manifests,
+        most layers) are read, verified and sent with one PutObject each from
+        a pool of ``max_concurrency`` threads.
         """
         blobs = list(blobs)
-        small = [b for b in blobs if b['size'] < self.multipart_threshold]
-        large = [b for b in blobs if b['size'] >= self.multipart_threshold]
-        return self._put_small_blobs(small, source.open) + self._put_large_blobs(large, source.open)
+        small = [b for b in blobs if not self.verifies_on_arrival(b)]
+        large = [b for b in blobs if self.verifies_on_arrival(b)]
+        return self._put_large_blobs(large, source.open) + self._put_small_blobs(small, source.open)
+
+    def verifies_on_arrival(self, blob):
+        """Whether ``put_blobs`` hashes ``blob`` as it sends it and makes none of those visible unless all
+        match, before anything else is sent (so the caller need not hash it first: ``_publish.run``).
+
+        The blobs uploaded in parts: a multipart upload is invisible until it is completed.
+        """
+        return blob['size'] >= self.multipart_threshold
 
     def _put_small_blobs(self, blobs, open_blob):
         """One verified PutObject per blob, ``max_concurrency`` at a time; the first failure stops the rest."""

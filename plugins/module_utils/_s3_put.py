@@ -32,9 +32,10 @@ which.
 **Multipart.** ``upload_large`` runs ``concurrency`` workers over the big blobs, one blob after
 another: a worker takes the next part under a lock (reads it from the file, feeds it to the
 blob's verifier, in order), then uploads it; the part in memory is the one being sent, so memory
-is about ``concurrency * part_size``. The upload is completed only after the last part was read
-and verified and every part was sent; anything else aborts it, so no unverified object ever
-becomes visible.
+is about ``concurrency * part_size``. The uploads are completed only after every blob of the
+batch was read and verified and every part sent; anything else aborts them all, so no
+unverified object becomes visible, and one bad blob makes none of the batch visible (the caller
+need not hash these blobs beforehand: ``S3Store.verifies_on_arrival``).
 
 No Ansible imports here.
 """
@@ -42,7 +43,6 @@ No Ansible imports here.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import hashlib
 import re
 import threading
 import time
@@ -201,7 +201,8 @@ class DirectPuts:
     def upload_part(self, key, upload_id, number, body):
         url = '%s%s?partNumber=%d&uploadId=%s' % (self._base, self._quote(key, safe='/~'), number,
                                                   self._quote(upload_id, safe=''))
-        return self._send('UploadPart', url, {}, body, hashlib.sha256(body).hexdigest())
+        # No SHA-256 given: the signer hashes the part only where it signs the payload (not over https).
+        return self._send('UploadPart', url, {}, body)
 
     def _send(self, operation, url, headers, body, sha256=None):
         """One request with the client's retries; the ETag, or the ClientError/BotoCoreError the client would raise."""
@@ -278,8 +279,9 @@ def upload_large(client, puts, blobs, open_blob, object_key, describe, headers, 
     """Upload ``blobs`` (plan dicts) in parts, verified on the way; returns the bytes sent.
 
     ``open_blob(blob)`` gives its file, ``object_key(key)`` and ``describe(key)`` name it,
-    ``headers(blob)`` gives its {'ContentType', 'CacheControl', 'ACL'}. The first error stops
-    the rest; every upload not completed is aborted, then ``failed(error, blob)`` is raised.
+    ``headers(blob)`` gives its {'ContentType', 'CacheControl', 'ACL'}. None is completed until
+    every blob was read, verified and sent. The first error stops the rest; every upload not
+    completed is aborted, then ``failed(error, blob)`` is raised.
     """
     run = _Run(list(blobs))
 
@@ -327,24 +329,27 @@ def upload_large(client, puts, blobs, open_blob, object_key, describe, headers, 
                 with run.lock:
                     up.etags[number] = etag
                     up.sending -= 1
-                    finished = up.read_all and not up.sending and run.error is None
-                if finished:
-                    parts = [{'PartNumber': n, 'ETag': up.etags[n]} for n in sorted(up.etags)]
-                    client.complete_multipart_upload(Bucket=puts.bucket, Key=up.key, UploadId=up.upload_id,
-                                                     MultipartUpload={'Parts': parts})
-                    up.completed = True
         except Exception as e:  # noqa: BLE001 (the first error is raised below)
-            with run.lock:
-                if run.error is None:
-                    run.error = e
-                    run.failed_blob = up.blob if up is not None else run.opening
+            fail(e, up.blob if up is not None else run.opening)
 
-    workers = [threading.Thread(target=work, name='s3-part-%d' % n) for n in range(max(1, concurrency))]
-    for worker in workers:
-        worker.daemon = True
-        worker.start()
-    for worker in workers:
-        worker.join()
+    def fail(error, blob):
+        with run.lock:
+            if run.error is None:
+                run.error = error
+                run.failed_blob = blob
+
+    def complete(up):
+        try:
+            parts = [{'PartNumber': n, 'ETag': up.etags[n]} for n in sorted(up.etags)]
+            client.complete_multipart_upload(Bucket=puts.bucket, Key=up.key, UploadId=up.upload_id,
+                                             MultipartUpload={'Parts': parts})
+            up.completed = True
+        except Exception as e:  # noqa: BLE001 (the first error is raised below)
+            fail(e, up.blob)
+
+    _in_threads(work, [()] * max(1, concurrency))
+    if run.error is None:     # every blob read, verified and sent: now they become visible
+        _in_threads(complete, [(up,) for up in run.uploads], limit=concurrency)
     if run.error is not None:
         for up in run.uploads:
             if not up.read_all:
@@ -356,6 +361,20 @@ def upload_large(client, puts, blobs, open_blob, object_key, describe, headers, 
                     pass
         raise failed(run.error, run.failed_blob)
     return sum(up.blob['size'] for up in run.uploads)
+
+
+def _in_threads(function, calls, limit=None):
+    """``function(*args)`` for each of ``calls``, at most ``limit`` at a time (default: all at once), joined."""
+    calls = list(calls)
+    limit = len(calls) if limit is None else max(1, limit)
+    for start in range(0, len(calls), limit):
+        threads = [threading.Thread(target=function, args=args, name='s3-put-%d' % n)
+                   for n, args in enumerate(calls[start:start + limit])]
+        for thread in threads:
+            thread.daemon = True
+            thread.start()
+        for thread in threads:
+            thread.join()
 
 
 def _text(value):

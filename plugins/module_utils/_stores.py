@@ -597,6 +597,10 @@ class WebRootStore(Store):
         except (OSError, StoreError):
             pass
 
+    def verifies_on_arrival(self, blob):
+        """Every blob: ``put_blobs`` hashes each as it is written and makes none visible unless all match."""
+        return True
+
     def put_blobs(self, blobs, source):
         """All or nothing: every blob is staged and verified before the first is renamed into place; when
         one does not match its digest (or anything else fails), none becomes visible."""

@@ -45,7 +45,11 @@ description:
   - The layout is validated (every blob reachable from the chosen tags is hashed, except blobs a
     previous run verified whose file's device, inode, size, mtime and ctime are unchanged, thanks to a record
     per layout in C($XDG_CACHE_HOME/oci-discovery/), as for M(oci.discovery.publish_layout)) and every
-    document read and checked before anything is written. Bad input (a broken layout, a name that
+    document read and checked before anything is written. Missing blobs of O(multipart_chunksize) or more
+    are the exception: they are hashed once, as their parts are read for the upload, and uploaded first;
+    no multipart upload is completed (made visible) unless all of them matched their digests, and nothing
+    else is sent before, so a bad large blob still writes nothing. Once uploaded they are recorded as
+    verified, so the next run does not hash them either. Bad input (a broken layout, a name that
     would escape the prefix, an existing index or well-known document that is not valid, a missing
     bucket, wrong credentials) fails with a message naming the file, object or tag, and writes
     nothing.

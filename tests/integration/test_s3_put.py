@@ -8,6 +8,7 @@ the client's proxies. A tiny loopback proxy (``FaultyProxy``) stands between the
 RGW where a test needs failures or needs to see the requests.
 """
 import hashlib
+import json
 import os
 import socket
 import socketserver
@@ -312,3 +313,82 @@ def test_the_pipeline_is_kept_where_the_direct_path_would_send_something_else(rg
     assert isinstance(store.blob_puts(), ClientPuts)
     head = rgw.client().head_object(Bucket=bucket, Key=blob["key"])
     assert (head["ContentType"], head["CacheControl"]) == (LAYER, BLOB_CACHE_CONTROL)
+
+
+def test_one_bad_big_blob_makes_none_of_the_batch_visible(rgw, bucket, tmp_path):
+    """Big blobs go first and are completed only when all verified; small ones are sent after."""
+    blobs = Blobs(tmp_path)
+    small = blobs.add(os.urandom(4096))
+    first = blobs.add(os.urandom(6 * MIB))
+    data = os.urandom(11 * MIB)
+    bad = blobs.add(data, actual=data[:9 * MIB] + b"?" + data[9 * MIB + 1:])
+    store = S3Store(rgw.client(), bucket, multipart_threshold=5 * MIB, multipart_chunksize=5 * MIB,
+                    max_concurrency=3)
+    assert [store.verifies_on_arrival(b) for b in (small, first, bad)] == [False, True, True]
+    with pytest.raises(VerificationError, match=bad["digest"]):
+        store.put_blobs([small, first, bad], blobs)
+    assert rgw.client().list_objects_v2(Bucket=bucket).get("KeyCount") == 0      # not even the good big one
+    assert rgw.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert store.put_blobs([small, first], blobs) == small["size"] + first["size"]
+    assert sorted(o["Key"] for o in rgw.client().list_objects_v2(Bucket=bucket)["Contents"]) == \
+        sorted([small["key"], first["key"]])
+
+
+def _layout_with_a_big_layer(root, layer):
+    from rig import layouts
+    layouts.init_layout(root)
+    config = layouts.descriptor(root, "application/vnd.oci.image.config.v1+json",
+                                {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}})
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": config,
+                "layers": [layouts.descriptor(root, LAYER, layer), layouts.descriptor(root, LAYER, b"small layer")]}
+    layouts.set_tag(root, "1.0", layouts.descriptor(root, "application/vnd.oci.image.manifest.v1+json", manifest))
+
+
+def test_the_controller_leaves_big_blobs_to_the_upload_and_records_them(rgw, bucket, tmp_path, monkeypatch):
+    """Each byte of a big layer is hashed once on a first publish (by the upload), none on the next run."""
+    from ansible_collections.oci.discovery.plugins.module_utils import _publish, _record
+    from ansible_collections.oci.discovery.plugins.module_utils._layout import Layout
+    from ansible_collections.oci.discovery.plugins.module_utils._site import SiteLayout
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root = str(tmp_path / "layout")
+    layer = os.urandom(7 * MIB)
+    _layout_with_a_big_layer(root, layer)
+    time.sleep(_record.SETTLE_NS / 1e9 + 0.05)          # settled: the record may vouch for the files
+
+    def publish(source=root):
+        layout = Layout(source)
+        store = S3Store(rgw.client(), bucket, multipart_threshold=5 * MIB, multipart_chunksize=5 * MIB)
+        outcome = _publish.run(_publish.StoreTarget(store), _publish.Request(SiteLayout("cas_bucket", "example.com/app")),
+                               layout)
+        return layout, outcome
+
+    layout, outcome = publish()
+    assert outcome.result["blobs_sent"] == 4         # config, two layers, manifest
+    assert layout.hashed == 2                            # the config and the small layer; the big one at upload
+    keys = [o["Key"] for o in rgw.client().list_objects_v2(Bucket=bucket)["Contents"]
+            if o["Key"].endswith(hashlib.sha256(layer).hexdigest())]
+    assert len(keys) == 1, keys
+    body = rgw.client().get_object(Bucket=bucket, Key=keys[0])["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == hashlib.sha256(layer).hexdigest()
+    layout, outcome = publish()
+    assert outcome.result["changed"] is False and layout.hashed == 0    # the upload's verification recorded
+
+    # A big layer that does not match its digest: refused by the upload, the bucket as it was.
+    other = str(tmp_path / "other")
+    _layout_with_a_big_layer(other, os.urandom(6 * MIB))
+    from rig.layouts import blob_path
+    big = [d for d in json.loads(open(blob_path(other, read_manifest_digest(other)), "rb").read())["layers"]
+           if d["size"] > MIB][0]
+    with open(blob_path(other, big["digest"]), "r+b") as handle:
+        handle.seek(3 * MIB)
+        handle.write(b"?")
+    before = sorted((o["Key"], o["ETag"]) for o in rgw.client().list_objects_v2(Bucket=bucket)["Contents"])
+    with pytest.raises(VerificationError, match=big["digest"]):
+        publish(other)
+    assert sorted((o["Key"], o["ETag"]) for o in rgw.client().list_objects_v2(Bucket=bucket)["Contents"]) == before
+    assert rgw.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def read_manifest_digest(root):
+    from rig.layouts import read_index
+    return read_index(root)["manifests"][0]["digest"]
