@@ -153,6 +153,21 @@ def _keep_earlier(results, path):
             results[area] = earlier[area]
             kept[area] = (earlier.get('meta', {}).get('kept') or {}).get(area) or earlier.get('meta', {}).get('date')
     results['meta']['kept'] = kept
+    for area, figures in earlier.items():     # written by the benchmarks run on their own (large, registry_view)
+        if area not in SCENARIOS and area != 'meta' and area not in results:
+            results[area] = figures
+
+
+def _own_sections(path):
+    """[(text, begin, end)] of the marked sections of RESULTS.md that other benchmarks write (kept as they are)."""
+    import re
+    try:
+        with open(path) as handle:
+            old = handle.read()
+    except OSError:
+        return []
+    return [(m.group(0), '<!-- %s -->' % m.group(1), '<!-- /%s -->' % m.group(1))
+            for m in re.finditer(r'<!-- (\w+) -->.*?<!-- /\1 -->\n?', old, re.S)]
 
 
 def main(argv=None):
@@ -227,8 +242,12 @@ def main(argv=None):
         os.makedirs(args.results, exist_ok=True)
         if chart_ok and report.chart(results, os.path.join(args.results, 'ratios.png')):
             print('bench: chart written to %s' % os.path.join(args.results, 'ratios.png'))
-        with open(os.path.join(args.results, 'RESULTS.md'), 'w') as handle:
+        path = os.path.join(args.results, 'RESULTS.md')
+        kept = _own_sections(path)
+        with open(path, 'w') as handle:
             handle.write(report.markdown(results))
+        for text, begin, end in kept:          # the sections benchmarks.large and .registry_view write
+            _common.write_section(text, begin, end, path)
         with open(os.path.join(args.results, 'results.json'), 'w') as handle:
             json.dump(results, handle, indent=1, sort_keys=True, default=str)
         print('bench: results written to %s' % os.path.join(args.results, 'RESULTS.md'))

@@ -76,8 +76,9 @@ class ClientPuts:
         return self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **headers).get('ETag')
 
     def upload_part(self, key, upload_id, number, body):
+        """UploadPart of ``body`` (bytes, or a memoryview: the client's validation takes bytes, so it is copied)."""
         return self.client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
-                                       Body=body).get('ETag')
+                                       Body=bytes(body) if isinstance(body, memoryview) else body).get('ETag')
 
 
 class _Answered:
@@ -285,8 +286,14 @@ def upload_large(client, puts, blobs, open_blob, object_key, describe, headers, 
     """
     run = _Run(list(blobs))
 
-    def next_part():
-        """(upload, part number, bytes) of the next part to send, or None when nothing is left."""
+    def next_part(buffer):
+        """(upload, part number, part) of the next part to send, or None when nothing is left.
+
+        The part is read into ``buffer`` (a one-item list holding the worker's bytearray, replaced
+        by a bigger one when a blob needs bigger parts) and returned as a memoryview of it: each
+        worker reuses its one buffer, so memory stays at ``concurrency`` parts however the
+        allocator behaves.
+        """
         with run.lock:
             while run.error is None:
                 up = run.current
@@ -302,11 +309,14 @@ def upload_large(client, puts, blobs, open_blob, object_key, describe, headers, 
                     run.current = up
                     up.upload_id = client.create_multipart_upload(Bucket=puts.bucket, Key=up.key,
                                                                   **headers(blob))['UploadId']
-                data = _read(up.file, min(up.part_size, up.blob['size'] - up.verifier.count))
+                amount = min(up.part_size, up.blob['size'] - up.verifier.count)
+                if len(buffer[0]) < amount:
+                    buffer[0] = bytearray(up.part_size)
+                data = _read_into(up.file, buffer[0], amount)
                 up.verifier.update(data)
                 if up.verifier.count >= up.blob['size'] or not data:
                     if up.verifier.count == up.blob['size'] and up.file.read(1):
-                        up.verifier.update(b'\0' * (up.blob['size'] + 1))   # raises "got more"
+                        up.verifier.update(b'\0')      # one byte more than the size: raises "got more"
                     up.verifier.finish()
                     up.read_all = True
                     up.file.close()
@@ -318,10 +328,11 @@ def upload_large(client, puts, blobs, open_blob, object_key, describe, headers, 
 
     def work():
         up = None
+        buffer = [bytearray()]
         try:
             while True:
                 up = None
-                got = next_part()
+                got = next_part(buffer)
                 if got is None:
                     return
                 up, number, data = got
@@ -381,16 +392,22 @@ def _text(value):
     return value.decode('latin-1') if isinstance(value, bytes) else value or ''
 
 
-def _read(fileobj, amount):
-    """``amount`` bytes (fewer only at EOF), joining short reads."""
-    chunks, got = [], 0
+def _read_into(fileobj, buffer, amount):
+    """A memoryview of ``buffer`` holding the next ``amount`` bytes of ``fileobj`` (fewer only at EOF)."""
+    view = memoryview(buffer)[:amount]
+    readinto = getattr(fileobj, 'readinto', None)
+    got = 0
     while got < amount:
-        chunk = fileobj.read(amount - got)
-        if not chunk:
+        if readinto is not None:
+            count = readinto(view[got:])
+        else:
+            chunk = fileobj.read(amount - got)
+            count = len(chunk)
+            view[got:got + count] = chunk
+        if not count:
             break
-        chunks.append(chunk)
-        got += len(chunk)
-    return chunks[0] if len(chunks) == 1 else b''.join(chunks)
+        got += count
+    return view[:got]
 
 
 __all__ = ['ClientPuts', 'DirectPuts', 'putter', 'upload_large']

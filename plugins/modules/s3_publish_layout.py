@@ -46,7 +46,7 @@ description:
     previous run verified whose file's device, inode, size, mtime and ctime are unchanged, thanks to a record
     per layout in C($XDG_CACHE_HOME/oci-discovery/), as for M(oci.discovery.publish_layout)) and every
     document read and checked before anything is written. Missing blobs of O(multipart_chunksize) or more
-    are the exception: they are hashed once, as their parts are read for the upload, and uploaded first;
+    are the exception. They are hashed once, as their parts are read for the upload, and uploaded first;
     no multipart upload is completed (made visible) unless all of them matched their digests, and nothing
     else is sent before, so a bad large blob still writes nothing. Once uploaded they are recorded as
     verified, so the next run does not hash them either. Bad input (a broken layout, a name that

@@ -491,7 +491,8 @@ def test_four_concurrent_publishers_of_one_family_lose_no_tag(kind, make_stores,
 
 # --------------------------------------------------------------------------- kills
 
-KILLS_PER_STORE = 10
+# Every (what is killed, when) pair of a store, each pair at least twice in all when a store has few.
+MIN_KILLS = 6
 # What is killed, per store (taken in turn). "publisher": the ansible-playbook process group
 # (controller, workers and a local module: the whole publish dies at once). "ssh connection":
 # the sshd processes serving the connection (a cut network: the module's Python on the target
@@ -504,6 +505,14 @@ KILLS = {"local": ["publisher"], "ssh": ["ssh connection", "remote side", "contr
 # blob became visible (or was staged), within the time the commit takes to reach the index; a
 # random time after the index became visible, before the well-known document is expected.
 TIMINGS = ("before the commit", "during the commit", "after the index")
+
+
+def kill_plan(kind):
+    """[(action, timing)]: the product of the store's actions and TIMINGS, repeated up to MIN_KILLS."""
+    pairs = [(action, timing) for timing in TIMINGS for action in KILLS[kind]]
+    return pairs * max(1, -(-MIN_KILLS // len(pairs)))
+
+
 LEFT = ("nothing visible", "some blobs, no index", "all blobs, no index", "index, no well-known", "everything")
 
 
@@ -564,8 +573,9 @@ def test_killed_publishes_never_show_missing_blobs_and_rerun_completes(kind, mak
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
 
+    plan = kill_plan(kind)
     if kind == "s3":
-        stores.prepare(1 + KILLS_PER_STORE)
+        stores.prepare(1 + len(plan))
     # A publish, not killed, to learn when the commit starts, the index and the well-known appear
     # (every attempt adds what it saw before its kill).
     seen = collections.defaultdict(list)
@@ -588,9 +598,7 @@ def test_killed_publishes_never_show_missing_blobs_and_rerun_completes(kind, mak
     seen["end"].append(proc.seconds)
 
     records = []
-    for attempt in range(KILLS_PER_STORE):
-        action = KILLS[kind][attempt % len(KILLS[kind])]
-        timing = TIMINGS[attempt % len(TIMINGS)]
+    for attempt, (action, timing) in enumerate(plan):
         site = stores.new_site()
         reader = SiteReader(site.getter, FAMILY_PATH, "cas_bucket", expected).poll_in_background()
         proc = faults.PlaybookProcess(site.plays(layouts.family), site.inventory)
