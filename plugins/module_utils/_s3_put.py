@@ -19,7 +19,8 @@ blob PUTs with the client's own parts instead of its pipeline:
   per request: refreshable credentials are refreshed) and sent by the client's own HTTP session
   (its connection pool, proxies, TLS verification and CA bundle, timeouts);
 * retries are decided by the client's retry handler (its ``needs-retry`` event: mode, maximum
-  attempts and backoff as configured); errors are parsed by botocore's parser for the service
+  attempts and backoff as configured) and ``after-call`` is emitted as the pipeline does (it gives
+  the retry quota back); errors are parsed by botocore's parser for the service
   and raised as the ``ClientError`` the client would raise, so they read the same.
 
 The pipeline stays in use (``ClientPuts``) where the direct path cannot send exactly what the
@@ -226,13 +227,21 @@ class DirectPuts:
                 caught = e
             if response is not None:
                 if response.status_code < 300:
+                    self._after_call(model, context, response, {'ETag': response.headers.get('ETag')})
                     return response.headers.get('ETag')
                 parsed = self._parser.parse({'headers': response.headers, 'status_code': response.status_code,
                                              'body': response.content, 'context': context}, model.output_shape)
             if not self._retry(model, context, attempts, (response, parsed) if response is not None else None, caught):
                 if caught is not None:
                     raise caught
+                self._after_call(model, context, response, parsed)
                 raise ClientError(parsed, operation)
+
+    def _after_call(self, model, context, response, parsed):
+        """The client's ``after-call`` event, as the pipeline emits it: the standard retry mode gives back
+        there the retry quota a retried request took (without it, every retry would spend the quota for good)."""
+        self._events.emit('after-call.%s.%s' % (self._service_id, model.name), http_response=response,
+                          parsed=parsed, model=model, context=context)
 
     def _retry(self, model, context, attempts, response, caught):
         """Ask the client's retry handler; sleep its delay and return True to try again."""

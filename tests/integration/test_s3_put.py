@@ -392,3 +392,29 @@ def test_the_controller_leaves_big_blobs_to_the_upload_and_records_them(rgw, buc
 def read_manifest_digest(root):
     from rig.layouts import read_index
     return read_index(root)["manifests"][0]["digest"]
+
+
+def test_retried_puts_give_the_retry_quota_back(rgw, bucket, tmp_path, proxies):
+    """Standard retries spend a quota (500; 14 per retry after a dropped connection) that a success gives
+    back in the client's after-call event: 50 PUTs each dropped once all succeed (35 retries would
+    exhaust a quota that is never given back, and the 36th would fail)."""
+    from concurrent.futures import ThreadPoolExecutor
+    from botocore.config import Config
+    from rig.ceph import s3_config
+    tried = set()
+
+    def first_attempt(method, target):
+        if method != "PUT" or target in tried:
+            return False
+        tried.add(target)
+        return True
+    proxy = proxies(rgw, fail=10 ** 6, status=None, match=first_attempt)
+    client = rgw.client(endpoint_url=proxy.url, config=s3_config().merge(Config(retries={"mode": "standard",
+                                                                                         "max_attempts": 3})))
+    puts = putter(client, bucket, {"ContentType": LAYER})
+    assert isinstance(puts, DirectPuts), puts.reason
+    keys = ["quota/%02d" % n for n in range(50)]
+    with ThreadPoolExecutor(8) as pool:
+        etags = list(pool.map(lambda key: puts.put_object(key, b"x" * 100, {"ContentType": LAYER}), keys))
+    assert all(etags) and proxy.failed == 50
+    assert rgw.client().list_objects_v2(Bucket=bucket, Prefix="quota/")["KeyCount"] == 50
