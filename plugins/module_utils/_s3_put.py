@@ -49,6 +49,7 @@ import threading
 import time
 
 from ansible_collections.oci.discovery.plugins.module_utils._digests import Verifier
+from ansible_collections.oci.discovery.plugins.module_utils._s3_ledger import thread_pool
 
 MIB = 1024 * 1024
 MAX_PARTS = 10000
@@ -288,10 +289,10 @@ class _Run:
 def upload_large(client, puts, blobs, open_blob, object_key, describe, headers, part_size, concurrency, failed):
     """Upload ``blobs`` (plan dicts) in parts, verified on the way; returns the bytes sent.
 
-    ``open_blob(blob)`` gives its file, ``object_key(key)`` and ``describe(key)`` name it,
-    ``headers(blob)`` gives its {'ContentType', 'CacheControl', 'ACL'}. None is completed until
-    every blob was read, verified and sent. The first error stops the rest; every upload not
-    completed is aborted, then ``failed(error, blob)`` is raised.
+    ``open_blob(blob)`` gives its binary file (read with ``readinto``), ``object_key(key)`` and
+    ``describe(key)`` name it, ``headers(blob)`` gives its {'ContentType', 'CacheControl', 'ACL'}.
+    None is completed until every blob was read, verified and sent. The first error stops the
+    rest; every upload not completed is aborted, then ``failed(error, blob)`` is raised.
     """
     run = _Run(list(blobs))
 
@@ -367,9 +368,12 @@ def upload_large(client, puts, blobs, open_blob, object_key, describe, headers, 
         except Exception as e:  # noqa: BLE001 (the first error is raised below)
             fail(e, up.blob)
 
-    _in_threads(work, [()] * max(1, concurrency))
+    workers = max(1, concurrency)
+    with thread_pool(workers) as pool:
+        list(pool.map(lambda dummy: work(), range(workers)))
     if run.error is None:     # every blob read, verified and sent: now they become visible
-        _in_threads(complete, [(up,) for up in run.uploads], limit=concurrency)
+        with thread_pool(workers) as pool:
+            list(pool.map(complete, run.uploads))
     if run.error is not None:
         for up in run.uploads:
             if not up.read_all:
@@ -383,20 +387,6 @@ def upload_large(client, puts, blobs, open_blob, object_key, describe, headers, 
     return sum(up.blob['size'] for up in run.uploads)
 
 
-def _in_threads(function, calls, limit=None):
-    """``function(*args)`` for each of ``calls``, at most ``limit`` at a time (default: all at once), joined."""
-    calls = list(calls)
-    limit = len(calls) if limit is None else max(1, limit)
-    for start in range(0, len(calls), limit):
-        threads = [threading.Thread(target=function, args=args, name='s3-put-%d' % n)
-                   for n, args in enumerate(calls[start:start + limit])]
-        for thread in threads:
-            thread.daemon = True
-            thread.start()
-        for thread in threads:
-            thread.join()
-
-
 def _text(value):
     return value.decode('latin-1') if isinstance(value, bytes) else value or ''
 
@@ -404,15 +394,9 @@ def _text(value):
 def _read_into(fileobj, buffer, amount):
     """A memoryview of ``buffer`` holding the next ``amount`` bytes of ``fileobj`` (fewer only at EOF)."""
     view = memoryview(buffer)[:amount]
-    readinto = getattr(fileobj, 'readinto', None)
     got = 0
     while got < amount:
-        if readinto is not None:
-            count = readinto(view[got:])
-        else:
-            chunk = fileobj.read(amount - got)
-            count = len(chunk)
-            view[got:got + count] = chunk
+        count = fileobj.readinto(view[got:])
         if not count:
             break
         got += count
