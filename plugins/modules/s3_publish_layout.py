@@ -49,7 +49,11 @@ description:
     are the exception. They are hashed once, as their parts are read for the upload, and uploaded first;
     no multipart upload is completed (made visible) unless all of them matched their digests, and nothing
     else is sent before, so a bad large blob still writes nothing. Once uploaded they are recorded as
-    verified, so the next run does not hash them either. Bad input (a broken layout, a name that
+    verified, so the next run does not hash them either. Small blobs are signed with their digest as
+    the payload hash (the server checks it; nothing hashes them twice); the parts of large ones are
+    signed (hashed) over http, and over https sent with C(UNSIGNED-PAYLOAD), as botocore does for
+    streaming uploads with a checksum (TLS carries them, the blob's digest is the checksum), unless
+    O(aws_config) sets C(s3.payload_signing_enabled). Bad input (a broken layout, a name that
     would escape the prefix, an existing index or well-known document that is not valid, a missing
     bucket, wrong credentials) fails with a message naming the file, object or tag, and writes
     nothing.

@@ -182,10 +182,12 @@ def test_direct_puts_serve_exact_headers_single_and_multipart(rgw, bucket, tmp_p
         hashlib.md5(open(blobs.paths[small["key"]], "rb").read()).hexdigest()
 
 
-def test_direct_puts_refuse_bytes_that_do_not_match_and_leave_nothing(rgw, bucket, tmp_path):
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_direct_puts_refuse_bytes_that_do_not_match_and_leave_nothing(rgw, bucket, tmp_path, tls):
+    """Over https the parts go unsigned: the whole-blob verification alone must refuse them."""
     blobs = Blobs(tmp_path)
     good, big = os.urandom(4096), os.urandom(12 * MIB)
-    store = S3Store(rgw.client(), bucket, multipart_threshold=5 * MIB, multipart_chunksize=5 * MIB)
+    store = S3Store(rgw.client(tls=tls), bucket, multipart_threshold=5 * MIB, multipart_chunksize=5 * MIB)
     for declared, actual in ((good, good[:-1] + b"?"), (big, big[:6 * MIB] + b"?" + big[6 * MIB + 1:]),
                              (big, big + b"tail"), (big, big[:-1])):
         blob = blobs.add(declared, actual=actual)
@@ -194,6 +196,46 @@ def test_direct_puts_refuse_bytes_that_do_not_match_and_leave_nothing(rgw, bucke
         assert isinstance(store.blob_puts(), DirectPuts)
         assert rgw.client().list_objects_v2(Bucket=bucket).get("KeyCount") == 0
         assert rgw.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def _payload_hashes(store):
+    """Spy on the client's HTTP session: {"object" or "part": [X-Amz-Content-SHA256 of each PUT]}."""
+    puts = store.blob_puts()
+    assert isinstance(puts, DirectPuts), puts.reason
+    seen, send = {}, puts._session.send
+
+    def spy(request):
+        if request.method == "PUT":         # not the client's own CreateMultipartUpload and Complete (POST)
+            value = request.headers["X-Amz-Content-SHA256"]
+            kind = "part" if "partNumber=" in request.url else "object"
+            seen.setdefault(kind, []).append(value.decode("ascii") if isinstance(value, bytes) else value)
+        return send(request)
+    puts._session.send = spy
+    return seen
+
+
+@pytest.mark.parametrize("scheme,signing,parts_signed", [
+    ("http", None, True), ("https", None, False), ("https", True, True)])
+def test_parts_go_unsigned_only_over_https_and_unless_the_config_asks(rgw, bucket, tmp_path, scheme, signing,
+                                                                      parts_signed):
+    """A part's payload is signed over http (the server checks it); over https TLS carries it and the
+    blob's digest is checked before completing, as botocore does for streaming uploads with a checksum,
+    unless the client's s3 config sets payload_signing_enabled. Small blobs are signed with their digest."""
+    from botocore.config import Config
+    from rig.ceph import s3_config
+    blobs = Blobs(tmp_path)
+    data = os.urandom(7 * MIB)
+    small, large = blobs.add(os.urandom(3000)), blobs.add(data)
+    config = s3_config() if signing is None else s3_config().merge(Config(s3={"payload_signing_enabled": signing}))
+    store = S3Store(rgw.client(tls=scheme == "https", config=config), bucket, multipart_threshold=5 * MIB,
+                    multipart_chunksize=5 * MIB)
+    seen = _payload_hashes(store)
+    store.put_blobs([small, large], blobs)
+    assert seen["object"] == [small["digest"][7:]]
+    expected = [hashlib.sha256(data[:5 * MIB]).hexdigest(), hashlib.sha256(data[5 * MIB:]).hexdigest()]
+    assert sorted(seen["part"]) == (sorted(expected) if parts_signed else ["UNSIGNED-PAYLOAD"] * 2)
+    body = rgw.client().get_object(Bucket=bucket, Key=large["key"])["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == large["digest"][7:]
 
 
 def test_a_503_from_the_server_is_retried_with_the_clients_retries(rgw, bucket, tmp_path, proxies):
