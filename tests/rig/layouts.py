@@ -35,11 +35,9 @@ must work on a copy (`LayoutSet.copy`).
 Every file is world-readable (nginx workers run as nobody; umoci writes 0600).
 
 Command line (used by scripts/make-example-layouts):
-  python tests/rig/layouts.py examples DIR      write DIR/app and DIR/multiarch
-  python tests/rig/layouts.py build NAME DIR    build one layout (family, multiplatform, big, app, multiarch)
+  PYTHONPATH=tests python -m rig.layouts examples DIR    write DIR/app and DIR/multiarch
+  PYTHONPATH=tests python -m rig.layouts build NAME DIR  build one layout (family, multiplatform, big, app, multiarch)
 """
-import contextlib
-import fcntl
 import gzip
 import hashlib
 import io
@@ -49,6 +47,8 @@ import shutil
 import subprocess
 import tarfile
 import time
+
+from .procs import locked
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CACHE_ROOT = os.path.join(REPO, ".tmp", "layout-cache")
@@ -535,16 +535,6 @@ def describe(root):
 # ---------------------------------------------------------------------------
 # the session cache
 
-@contextlib.contextmanager
-def _locked(path):
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def _cache_complete(vdir, name):
     record = os.path.join(vdir, name + ".json")
     if not os.path.isfile(record):
@@ -594,7 +584,7 @@ def cached_layouts(names=TEST_LAYOUTS, cache_root=None):
     vdir = os.path.join(cache_root, BUILDER_VERSION)
     os.makedirs(vdir, exist_ok=True)
     info, timings = {}, {}
-    with _locked(os.path.join(cache_root, ".lock")):
+    with locked(os.path.join(cache_root, ".lock")):
         for other in os.listdir(cache_root):    # builds of older builder versions
             if other != BUILDER_VERSION and other.startswith("v") and \
                     os.path.isdir(os.path.join(cache_root, other)):

@@ -16,6 +16,8 @@ environment of every process the rig starts (tools then use their own defaults,
 which is the system trust store), so that a test that wants a CA sets it
 explicitly and a test that wants no CA is not silently given one.
 """
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -41,6 +43,19 @@ _TERM_GRACE = 3.0
 
 class RigError(RuntimeError):
     """A service of the rig could not be started, reached or stopped."""
+
+
+@contextlib.contextmanager
+def locked(path):
+    """Hold an exclusive flock on ``path`` (created if missing): test runs going on at once
+    (pytest-xdist workers, two checkouts' runs) take turns at what they share."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # --------------------------------------------------------------------------- environment

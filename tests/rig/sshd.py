@@ -33,7 +33,7 @@ import json
 import os
 import pwd
 
-from .procs import (RigError, Service, ensure_ports_free, free_port, make_workdir, port_open,
+from .procs import (RIG_DIR, RigError, Service, ensure_ports_free, free_port, locked, make_workdir, port_open,
                     register_path, remove_workdir, run, service_env, unregister_path, wait_until)
 
 SSHD = "/usr/sbin/sshd"
@@ -69,6 +69,11 @@ Subsystem sftp /usr/lib/openssh/sftp-server
 
 def ensure_test_user(user=TEST_USER):
     """Create the test user once (home directory, unlocked for key logins). Returns its pwd entry."""
+    with locked(os.path.join(RIG_DIR, "users.lock")):     # runs going on at once create it once
+        return _ensure_test_user(user)
+
+
+def _ensure_test_user(user):
     try:
         entry = pwd.getpwnam(user)
     except KeyError:
