@@ -10,14 +10,19 @@ before the target is touched; probe; plan; commit; report); this plugin is
 its *target* for a web root on a managed host (``_PhaseTarget``): the probe
 and the commit run on the host, and before the commit only the missing blobs
 go there (``_deliver``). On a local connection nothing is sent: the commit
-reads them in place from the layout. Elsewhere each blob of LARGE_BLOB_BYTES
-or more is sent by itself, straight from the layout's file, through the
-connection's own file transfer (sftp, scp...), and the small ones in
-uncompressed tar archives of at most ARCHIVE_BYTES, written one at a time in
-the local temp directory: the controller's memory and temp space do not grow
-with the layer sizes. The host verifies every blob as it arrives and commits
-none unless all match, so the controller does not hash the blobs it sends
-(``verifies_on_arrival``): each byte is hashed once.
+reads them in place from the layout. When the phases run directly and the
+blobs to send come to at most ARCHIVE_BYTES, they travel in one uncompressed
+tar archive on the commit's own standard input, after its program: no temp
+directory on the host, no transfer of their own, nothing written on the
+controller (the common case of a re-publish with a few new blobs, and of a
+fleet: one ssh round trip per host instead of five). Otherwise each blob of
+LARGE_BLOB_BYTES or more is sent by itself, straight from the layout's file,
+through the connection's own file transfer (sftp, scp...), and the small ones
+in uncompressed tar archives of at most ARCHIVE_BYTES, written one at a time
+in the local temp directory: the controller's memory and temp space do not
+grow with the layer sizes. The host verifies every blob as it arrives and
+commits none unless all match, so the controller does not hash the large
+blobs it sends as files (``verifies_on_arrival``).
 
 Both target phases are ``_target.run_phase``. Where the connection can feed
 a command's standard input and the become method allows it (the conditions
@@ -25,7 +30,7 @@ of Ansible's pipelining, whether or not pipelining is switched on), the
 plugin runs them *directly*: the target's Python (the one modules would use,
 discovered the same way) gets a small program on standard input, the
 sources of the pure-Python module utilities in ``_target.SOURCES`` and the
-phase's parameters. That skips the module payload, its temp file and the
+phase's parameters (``_direct_input``). That skips the module payload, its temp file and the
 import of Ansible on the target: about 0.3 s per phase over loopback ssh. Elsewhere, and when
 ANSIBLE_KEEP_REMOTE_FILES asks to keep module files for debugging, each
 phase is a run of the publish_layout module, with the same code and results.
@@ -36,6 +41,7 @@ __metaclass__ = type
 
 import contextlib
 import inspect
+import io
 import json
 import os
 import posixpath
@@ -114,18 +120,29 @@ sys.meta_path.insert(0, _FromSources())
 from ansible_collections.oci.discovery.plugins.module_utils._target import run_direct
 run_direct(json.loads(PARAMS))
 """
+# The target's Python runs this (``python -c``): it reads the program's length, the program, and runs it; what
+# follows on standard input (the blob archive of a commit, if any) is the program's to read.
+_DIRECT_BOOTSTRAP = ("import sys; i = sys.stdin.buffer; "
+                     "exec(compile(i.read(int(i.readline())), '<oci.discovery direct phase>', 'exec'))")
 _SOURCE_TEXTS = {}
 
 
-def _direct_program(params):
-    """The program that runs a target phase directly: the module utilities' sources, the parameters, _DIRECT_MAIN."""
+def _direct_input(params, blobs=None):
+    """Standard input of a direct run: the length of the program, the program (the module utilities' sources,
+    the parameters, _DIRECT_MAIN), then the blobs to commit, if any (``(send, open_blob)``), as one tar archive."""
     if not _SOURCE_TEXTS:
         directory = os.path.dirname(os.path.abspath(_target.__file__))
         for name in _target.sources():
             with open(os.path.join(directory, name + '.py'), 'rb') as f:
                 _SOURCE_TEXTS['%s.%s' % (_target.PACKAGE, name)] = f.read().decode('utf-8')
-    return ('# oci.discovery.publish_layout, run directly\nSOURCES = %r\nPARAMS = %r\n%s' % (
+    program = ('# oci.discovery.publish_layout, run directly\nSOURCES = %r\nPARAMS = %r\n%s' % (
         _SOURCE_TEXTS, json.dumps(params), _DIRECT_MAIN)).encode('utf-8')
+    data = io.BytesIO()
+    data.write(b'%d\n' % len(program))
+    data.write(program)
+    if blobs:
+        write_blob_archive(data, *blobs)
+    return data.getvalue()
 
 
 class _PhaseFailed(Exception):
@@ -188,12 +205,15 @@ class _PhaseTarget:
 
 class ActionModule(ActionBase):
 
-    TRANSFERS_FILES = True
+    # No remote temp directory made up front (two ssh round trips per host and run, its mkdir and its rm):
+    # only a delivery of files and archives (``_deliver``) or a module run makes one, when it needs it.
+    TRANSFERS_FILES = False
 
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
         self._facts = {}    # the discovered interpreter, when discovery ran for this task
+        self._stdin_blobs = None    # (send, open_blob) when the blobs go on the commit's standard input
         self._warnings = []
         try:
             outcome = self._publish(task_vars or {})
@@ -248,6 +268,12 @@ class ActionModule(ActionBase):
             self._step('nothing to transfer for %d blobs (%d bytes): a local connection reads the layout'
                        % (len(send), send_bytes))
             return {'layout': layout.root}
+        if self._how == 'direct' and send_bytes <= ARCHIVE_BYTES:
+            self._stdin_blobs = (send, layout.open_blob)
+            self._step('%d blobs (%d bytes) go in one archive on the commit\'s standard input'
+                       % (len(send), send_bytes))
+            self._warn_if_compressed(send_bytes)
+            return {'stdin': True}
         tmpdir = self._connection._shell.tmpdir or self._make_tmp_path()
         files, archives, sent = {}, [], [tmpdir]
         for blob in send:
@@ -266,13 +292,16 @@ class ActionModule(ActionBase):
         self._fixup_perms2(sent, execute=False)
         self._step('transferring %d blobs (%d bytes: %d files, %d archives)'
                    % (len(send), send_bytes, len(files), len(archives)))
+        self._warn_if_compressed(send_bytes)
+        return {'files': files, 'archives': archives}
+
+    def _warn_if_compressed(self, send_bytes):
         if send_bytes >= _COMPRESSED_SSH_WARNING_BYTES and self._ssh_compresses():
             self._warnings.append(
                 '%d MiB of blobs went through ssh with compression on (-C in ssh_args, Ansible\'s default). '
                 'Layers are compressed already: set ansible_ssh_args without -C for publisher hosts, e.g. '
                 '"-o ControlMaster=auto -o ControlPersist=60s", for quicker transfers and less CPU on both ends.'
                 % (send_bytes // (1024 * 1024)))
-        return {'files': files, 'archives': archives}
 
     def _run_phase(self, options, phase, request, deliver, task_vars):
         """Run a target phase (``_target.run_phase``) directly where possible, else as a module run."""
@@ -358,7 +387,7 @@ class ActionModule(ActionBase):
             if self._interpreter is None:
                 self._interpreter = self._python(task_vars)
             command = self._connection._shell.build_module_command(
-                self._compute_environment_string(), '#!' + self._interpreter, '').strip()
+                self._compute_environment_string(), '#!' + self._interpreter, '-c' + _DIRECT_BOOTSTRAP).strip()
         except (AttributeError, TypeError, IndexError, KeyError) as e:
             # The private interfaces answered in a shape this plugin does not know (another ansible-core):
             # nothing ran on the target yet; this phase and the next are module runs.
@@ -367,7 +396,8 @@ class ActionModule(ActionBase):
             self._interpreter, self._how = None, 'module run'
             options = dict((k, v) for k, v in params.items() if not k.startswith('_'))
             return self._run_phase(options, params['_phase'], params['_request'], params['_deliver'], task_vars)
-        res = self._low_level_execute_command(command, sudoable=True, in_data=_direct_program(params))
+        blobs = self._stdin_blobs if (params['_deliver'] or {}).get('stdin') else None
+        res = self._low_level_execute_command(command, sudoable=True, in_data=_direct_input(params, blobs))
         lines = [line for line in (res.get('stdout') or '').splitlines() if line.strip()]
         try:
             outcome = json.loads(lines[-1])

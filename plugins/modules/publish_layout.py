@@ -171,10 +171,13 @@ notes:
   - Python on the target needs only its standard library.
   - On a local connection (C(ansible_connection=local)) nothing is transferred; the target copies the
     blobs straight from the layout (the kernel's C(copy_file_range) where the file systems allow it), so
-    the user it runs as (with become, the become user) must be able to read the layout. Elsewhere each
-    blob of 8 MiB or more is sent by itself through the connection's file transfer, and smaller ones in
-    uncompressed tar archives of at most 32 MiB, one at a time in the controller's local temporary
-    directory, so memory and temporary space on the controller do not grow with the layer sizes.
+    the user it runs as (with become, the become user) must be able to read the layout. Elsewhere, when
+    the blobs the host lacks come to at most 32 MiB, they travel in one uncompressed tar archive on the
+    standard input of the commit on the host (where the connection can feed one, as for pipelining), with no
+    temporary directory on the host, no file transfer. Otherwise each blob of 8 MiB or more is sent by
+    itself through the connection's file transfer, and smaller ones in uncompressed tar archives of at
+    most 32 MiB, one at a time in the controller's local temporary directory, so memory and temporary
+    space on the controller do not grow with the layer sizes.
   - Serve the index with the media type C(application/vnd.oci.image.index.v1+json; charset=utf-8);
     the C(oci.discovery.nginx_publisher) role writes an Nginx configuration that does.
   - The host variable C(oci_discovery_direct_phases=false) turns the direct runs on the target off (module

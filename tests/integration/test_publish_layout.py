@@ -22,6 +22,7 @@ import pytest
 import uritemplate
 import yaml
 
+from rig import layouts as rig_layouts
 from rig import procs
 from rig.ansible import ANSIBLE_PLAYBOOK, ansible_env, local_inventory
 from rig.layouts import BROKEN_KINDS, MISSING_TAG, REF_NAME, reachable, read_index
@@ -646,34 +647,52 @@ def test_killed_publish_leaves_no_partial_file(connection, layouts, request, tmp
     assert not final.failed and not final.result('publish')['changed'], final
 
 
-def test_large_blobs_go_without_an_archive_and_a_local_connection_reads_the_layout(
-        sshd, layouts, public_tmp_path, run_playbook, tmp_path):
-    """Over ssh the big layer (30 MiB) is sent by itself from the layout's file and the rest in one small
-    archive; on a local connection nothing is transferred (the commit reads the layout and the kernel copies).
-    Same served tree, nothing left in the controller's temp directory."""
+def test_how_blobs_travel_stdin_files_and_archives_or_none_on_a_local_connection(
+        sshd, layouts, layout_copy, public_tmp_path, run_playbook, tmp_path):
+    """Over ssh, blobs of at most 32 MiB in all (the big layout: 30 MiB layer and 199 small blobs) go in one
+    archive on the commit's standard input: nothing in the host's temp directory. More than that (an 8 MiB
+    layer added) and each large blob is sent by itself from the layout's file, the rest in one archive. On a
+    local connection nothing is transferred (the commit reads the layout). Same served tree; nothing is
+    left in the controller's temp directory."""
     local_tmp = tmp_path / 'controller-tmp'
     local_tmp.mkdir()
     env = {'ANSIBLE_LOCAL_TEMP': str(local_tmp)}
     blobs = layout_blobs(layouts.big, layout_tags(layouts.big))
-    large = [b for b in blobs if b['size'] >= 8 * 1024 * 1024]
-    assert len(large) == 1, large
-    roots, steps = {}, {}
-    for connection, inventory, root in (('ssh', sshd.inventory(), sshd.make_webroot()),
-                                        ('local', local_inventory(), os.path.join(public_tmp_path, 'local'))):
-        task = publish_task(src=layouts.big, name='example.com/app', root=root)
+    assert sum(b['size'] for b in blobs) <= 32 * 1024 * 1024
+    assert len([b for b in blobs if b['size'] >= 8 * 1024 * 1024]) == 1
+    wider = layout_copy('big')
+    huge = read_index(wider)['manifests'][0]
+    manifest = rig_layouts.read_json_blob(wider, huge['digest'])
+    manifest['layers'].append(rig_layouts.descriptor(wider, manifest['layers'][0]['mediaType'],
+                                                     os.urandom(8 * 1024 * 1024)))
+    rig_layouts.set_tag(wider, 'wider', rig_layouts.descriptor(wider, MT_MANIFEST, manifest))
+    rig_layouts.make_world_readable(wider)
+    roots, steps, made_tmp = {}, {}, {}
+    for case, src, inventory, root in (
+            ('ssh', layouts.big, sshd.inventory(), sshd.make_webroot()),
+            ('ssh, more than 32 MiB', wider, sshd.inventory(), sshd.make_webroot()),
+            ('local', layouts.big, local_inventory(), os.path.join(public_tmp_path, 'local'))):
+        task = publish_task(src=src, name='example.com/app', root=root)
         first = run_playbook(play(task), inventory=inventory, env=env, verbosity=3)
         assert not first.failed, first
-        assert first.result('publish')['blobs_sent'] == len(blobs)
-        steps[connection] = [line for line in first.stdout.splitlines() if 'transfer' in line and 'publish_layout:' in line]
+        assert first.result('publish')['blobs_sent'] == len(layout_blobs(src, layout_tags(src))), case
+        steps[case] = [line for line in first.stdout.splitlines() if 'publish_layout: ' in line and (
+            'transfer' in line or 'standard input' in line)]
         again = run_playbook(play(task), inventory=inventory, env=env)
         assert not again.failed and not again.result('publish')['changed'], again
-        roots[connection] = root
-    assert 'transferring %d blobs' % len(blobs) in steps['ssh'][0] and '1 files, 1 archives' in steps['ssh'][0], steps
+        roots[case] = root
+        made_tmp[case] = 'ansible-tmp-' in first.stdout      # -vvv shows the mkdir of a remote temp dir
+    assert len(steps['ssh']) == 1 and ('%d blobs (%d bytes) go in one archive on the commit\'s standard input'
+                                       % (len(blobs), sum(b['size'] for b in blobs))) in steps['ssh'][0], steps
+    assert len(steps['ssh, more than 32 MiB']) == 1 and '2 files, 1 archives' in steps['ssh, more than 32 MiB'][0], steps
     assert 'a local connection reads the layout' in steps['local'][0], steps
-    trees = dict((connection, dict((path, (mode, content)) for path, (mode, dummy_uid, content)
-                                   in served_state(root).items())) for connection, root in roots.items())
+    assert made_tmp == {'ssh': False, 'ssh, more than 32 MiB': True, 'local': False}
+    trees = dict((case, dict((path, (mode, content)) for path, (mode, dummy_uid, content)
+                             in served_state(root).items())) for case, root in roots.items())
     assert trees['ssh'] == trees['local']      # paths, modes, contents (the owners are the two users)
-    big_key = 'oci-cas/sha256/%s/%s' % (large[0]['digest'][7:9], large[0]['digest'][7:])
-    assert served_state(roots['local'])[big_key][2] == large[0]['digest'][7:]
+    assert set(trees['ssh']) < set(trees['ssh, more than 32 MiB'])
+    large = [b for b in blobs if b['size'] >= 8 * 1024 * 1024][0]
+    big_key = 'oci-cas/sha256/%s/%s' % (large['digest'][7:9], large['digest'][7:])
+    assert served_state(roots['ssh'])[big_key][2] == large['digest'][7:]
     assert [name for name in os.listdir(str(local_tmp)) if not name.startswith('ansible-local-')] == []
     assert all(os.listdir(os.path.join(str(local_tmp), name)) == [] for name in os.listdir(str(local_tmp)))

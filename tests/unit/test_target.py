@@ -9,7 +9,7 @@ import re
 import subprocess
 import sys
 
-from ansible_collections.oci.discovery.plugins.action.publish_layout import _direct_program
+from ansible_collections.oci.discovery.plugins.action.publish_layout import _DIRECT_BOOTSTRAP, _direct_input
 from ansible_collections.oci.discovery.plugins.module_utils._site import SiteLayout
 from ansible_collections.oci.discovery.plugins.module_utils._stores import write_blob_archive
 from ansible_collections.oci.discovery.plugins.module_utils._target import run_direct, run_phase, sources
@@ -39,8 +39,9 @@ def commit_request():
 
 
 def run_bare_python(program):
-    """The program under `python -I -S`: no site-packages, so no Ansible and no collection to import."""
-    proc = subprocess.run([sys.executable, '-I', '-S'], input=program, stdout=subprocess.PIPE,
+    """The program under `python -I -S -c BOOTSTRAP`, as the action plugin runs it: no site-packages, so no
+    Ansible and no collection to import."""
+    proc = subprocess.run([sys.executable, '-I', '-S', '-c' + _DIRECT_BOOTSTRAP], input=program, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr.decode('utf-8', 'replace')
     return json.loads(proc.stdout.decode('utf-8').strip().splitlines()[-1])
@@ -94,26 +95,62 @@ def test_the_direct_program_runs_on_a_bare_python(tmp_path):
     root = tmp_path / 'site'
     (root / 'oci-index').mkdir(parents=True)
     (root / 'oci-index' / 'app').write_bytes(b'{"schemaVersion": 2, "manifests": []}')
-    result = run_bare_python(_direct_program(params(root, 'probe', probe_request())))
+    result = run_bare_python(_direct_input(params(root, 'probe', probe_request())))
     assert result['probe']['sizes'] == {}
     assert base64.b64decode(result['probe']['documents']['oci-index/app']) == b'{"schemaVersion": 2, "manifests": []}'
 
     archive = tmp_path / 'blobs.tar'
     with open(archive, 'wb') as handle:
         write_blob_archive(handle, [{'digest': DIGEST, 'size': len(BLOB)}], lambda digest: io.BytesIO(BLOB))
-    committed = run_bare_python(_direct_program(params(root, 'commit', commit_request(), str(archive))))
+    committed = run_bare_python(_direct_input(params(root, 'commit', commit_request(), str(archive))))
     assert committed['changed'] and committed['done']['sent'] == 1
     assert (root / KEY).read_bytes() == BLOB
-    probed = run_bare_python(_direct_program(params(root, 'probe', probe_request())))
+    probed = run_bare_python(_direct_input(params(root, 'probe', probe_request())))
     assert probed['probe']['sizes'] == {KEY: len(BLOB)}
 
 
 def test_the_direct_program_reports_a_broken_archive_by_name(tmp_path):
     archive = tmp_path / 'blobs.tar'
     archive.write_bytes(b'not a tar archive at all' * 100)
-    result = run_bare_python(_direct_program(params(tmp_path / 'site', 'commit', commit_request(), str(archive))))
+    result = run_bare_python(_direct_input(params(tmp_path / 'site', 'commit', commit_request(), str(archive))))
     assert result['failed'] and str(archive) in result['msg']
     assert not (tmp_path / 'site' / KEY).exists()
+
+
+def _on_stdin(data=BLOB):
+    """The blob (or other bytes in its place) as the archive on a commit's standard input."""
+    return ([{'digest': DIGEST, 'size': len(BLOB)}], lambda digest: io.BytesIO(data))
+
+
+def test_the_direct_program_commits_the_blobs_that_follow_it_on_standard_input(tmp_path):
+    root = tmp_path / 'site'
+    committed = run_bare_python(_direct_input(params(root, 'commit', commit_request(), deliver={'stdin': True}),
+                                              _on_stdin()))
+    assert committed['changed'] and committed['done']['sent'] == 1
+    assert (root / KEY).read_bytes() == BLOB
+    assert os.listdir(str(root / '.oci-discovery' / 'tmp')) == []
+
+
+def test_a_broken_archive_on_standard_input_is_refused_and_read_to_its_end(tmp_path):
+    """Nothing is committed, the error names standard input, and what was left unread is read, so that the
+    sender's write never meets a closed pipe."""
+    archive = io.BytesIO()
+    write_blob_archive(archive, *_on_stdin())
+    data = bytearray(archive.getvalue())
+    data[data.index(BLOB) + 5] ^= 0xff       # the member's bytes: the digest does not match
+    stdin = io.BytesIO(bytes(data) + b'\0' * (3 * 1024 * 1024))
+    root = tmp_path / 'site'
+    result = run_direct(params(root, 'commit', commit_request(), deliver={'stdin': True}), out=io.StringIO(),
+                        stdin=stdin)
+    assert result['failed'] and not result['changed']
+    assert DIGEST in result['msg'] and 'nothing was committed' in result['msg']
+    assert stdin.read() == b'' and stdin.tell() == len(data) + 3 * 1024 * 1024
+    assert not (root / KEY).exists()
+    stdin = io.BytesIO(b'not a tar archive at all' * 100)
+    result = run_direct(params(root, 'commit', commit_request(), deliver={'stdin': True}), out=io.StringIO(),
+                        stdin=stdin)
+    assert result['failed'] and 'the blob archive on standard input' in result['msg']
+    assert stdin.read() == b''
 
 
 # -- how blobs arrive: in place from the layout (local connection), as files of their own, in archives ---------
