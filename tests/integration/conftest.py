@@ -61,10 +61,14 @@ _TIMINGS = {}
 
 @pytest.fixture(scope="session", autouse=True)
 def _rig_session():
-    """Autouse: at session end, kill everything this session registered, whatever failed."""
+    """Autouse: at session end, kill everything this session registered, whatever failed; a service
+    that outlives that is an error (of the last test, so that a pytest-xdist worker reports it too)."""
     yield
     procs.stop_own()
     procs.reap_orphans(kill=True, wait=2.0)
+    left = procs.leftovers()
+    if left:
+        pytest.fail("rig: processes still running after the session: %r" % left)
 
 
 @pytest.fixture(scope="session")
