@@ -14,8 +14,8 @@ reads them in place from the layout. When the phases run directly and the
 blobs to send come to at most ARCHIVE_BYTES, they travel in one uncompressed
 tar archive on the commit's own standard input, after its program: no temp
 directory on the host, no transfer of their own, nothing written on the
-controller (the common case of a re-publish with a few new blobs, and of a
-fleet: one ssh round trip per host instead of five). Otherwise each blob of
+controller (the common case of a re-publish with a few new blobs: the probe
+and the commit are then the only ssh round trips per host). Otherwise each blob of
 LARGE_BLOB_BYTES or more is sent by itself, straight from the layout's file,
 through the connection's own file transfer (sftp, scp...), and the small ones
 in uncompressed tar archives of at most ARCHIVE_BYTES, written one at a time
@@ -244,7 +244,7 @@ class ActionModule(ActionBase):
     def _publish(self, task_vars):
         """Options -> ``_publish.run`` with this host's web root as the target; the result."""
         self._clock = time.monotonic()
-        self._how = self._interpreter = None
+        self._how = self._interpreter = self._direct_command = None
         dummy, args = self.validate_argument_spec(argument_spec=argument_spec(), required_if=REQUIRED_IF)
         internal = sorted(k for k in self._task.args if k.startswith('_'))
         if internal:
@@ -384,20 +384,21 @@ class ActionModule(ActionBase):
     def _run_directly(self, params, task_vars):
         """Feed ``_target.run_direct`` and the module utilities to the target's Python; its JSON result."""
         try:
-            if self._interpreter is None:
+            if self._direct_command is None:     # built for the first phase, the probe, and kept
                 self._interpreter = self._python(task_vars)
-            command = self._connection._shell.build_module_command(
-                self._compute_environment_string(), '#!' + self._interpreter, '-c' + _DIRECT_BOOTSTRAP).strip()
+                self._direct_command = self._connection._shell.build_module_command(
+                    self._compute_environment_string(), '#!' + self._interpreter, '-c' + _DIRECT_BOOTSTRAP).strip()
         except (AttributeError, TypeError, IndexError, KeyError) as e:
             # The private interfaces answered in a shape this plugin does not know (another ansible-core):
-            # nothing ran on the target yet; this phase and the next are module runs.
+            # nothing ran on the target yet (this is the probe); this phase and the next are module runs.
             display.vvv('publish_layout: module runs: preparing a direct run failed (%s: %s)'
                         % (type(e).__name__, e), host=self._play_context.remote_addr)
             self._interpreter, self._how = None, 'module run'
             options = dict((k, v) for k, v in params.items() if not k.startswith('_'))
             return self._run_phase(options, params['_phase'], params['_request'], params['_deliver'], task_vars)
         blobs = self._stdin_blobs if (params['_deliver'] or {}).get('stdin') else None
-        res = self._low_level_execute_command(command, sudoable=True, in_data=_direct_input(params, blobs))
+        res = self._low_level_execute_command(self._direct_command, sudoable=True,
+                                              in_data=_direct_input(params, blobs))
         lines = [line for line in (res.get('stdout') or '').splitlines() if line.strip()]
         try:
             outcome = json.loads(lines[-1])
