@@ -564,43 +564,56 @@ class IndexReader(threading.Thread):
 
 
 def test_gateway_killed_mid_publish_never_exposes_missing_blobs_and_a_rerun_completes(layouts, run_playbook):
-    """A private RGW: its gateway is SIGKILLed while blobs upload, then started again."""
+    """A private RGW: its gateway is SIGKILLed while blobs upload, then started again.
+
+    The publish goes through a proxy that holds the sixth single-PUT blob upload, so the kill
+    lands at a known point (the large blob and five small ones stored, the rest not), however
+    fast or loaded the machine is; the rerun goes to the gateway directly.
+    """
     from rig.ceph import RGW
-    from rig.faults import kill_gateway, start_gateway
+    from rig.faults import FaultyProxy, kill_gateway, start_gateway
     from rig.procs import wait_until
     gateway = RGW(name="ceph-kill").start()
+    proxy = None
     try:
         client = gateway.client()
         bucket = "killed"
         client.create_bucket(Bucket=bucket)
         args = task_args(gateway, bucket, src=layouts.family, tags=["1.0"], acl="public-read")
         assert publish(run_playbook, args)["changed"] is True
-        before = len([k for k, s in all_objects(gateway, bucket) if k.startswith("oci-cas/")])
+
+        def stored_blobs():
+            return len([k for k, s in all_objects(gateway, bucket) if k.startswith("oci-cas/")])
+        before = stored_blobs()
         reader = IndexReader(gateway.client(), bucket)
         reader.start()
 
+        proxy = FaultyProxy(gateway.port, hold_after=5,
+                            match=lambda method, target: method == "PUT" and "/oci-cas/" in target and "?" not in target)
         args = task_args(gateway, bucket, src=layouts.big, max_concurrency=1, multipart_chunksize=5 * 1024 * 1024,
                          acl="public-read")
         outcome = {}
-        publisher = threading.Thread(target=lambda: outcome.update(first=publish(run_playbook, args)))
+        publisher = threading.Thread(target=lambda: outcome.update(
+            first=publish(run_playbook, dict(args, endpoint_url=proxy.url))))
         publisher.start()
-        watcher = gateway.client()
-        wait_until(lambda: len(watcher.list_objects_v2(Bucket=bucket, Prefix="oci-cas/").get("Contents", [])) > before,
-                   "the first uploaded blob", timeout=120, interval=0.02)
+        wait_until(lambda: proxy.holding, "the sixth small blob's PUT held at the proxy", timeout=180)
         kill_gateway(gateway)                         # SIGKILL, mid-upload
+        proxy.release()
         publisher.join(300)
         first = outcome["first"]
-        assert first.get("failed"), "the publish finished before the gateway was killed: %r" % first
+        assert first.get("failed"), "the publish finished although the gateway was killed: %r" % first
         assert "s3://%s" % bucket in first["msg"] and "Traceback" not in first["msg"], first["msg"]
         print("failure while the gateway was down: %s" % first["msg"])
 
         start_gateway(gateway)
         index = json.loads(client.get_object(Bucket=bucket, Key="oci-index/team/app")["Body"].read())
         assert [e["annotations"]["org.opencontainers.image.ref.name"] for e in index["manifests"]] == ["1.0"]
+        arrived = stored_blobs() - before
+        assert 6 <= arrived < layouts.info["big"]["blobs"], arrived       # the large blob and 5 small ones
 
         again = publish(run_playbook, args)
         assert not again.get("failed") and again["changed"] is True, again
-        assert 0 < again["blobs_sent"] < layouts.info["big"]["blobs"], again   # what arrived before the kill stays
+        assert again["blobs_sent"] == layouts.info["big"]["blobs"] - arrived, again   # what arrived stays
         checks = reader.checks
         wait_until(lambda: reader.checks > checks + 1, "the reader", timeout=60)
         reader.stopping.set()
@@ -611,6 +624,8 @@ def test_gateway_killed_mid_publish_never_exposes_missing_blobs_and_a_rerun_comp
         assert sorted(e["annotations"]["org.opencontainers.image.ref.name"] for e in index["manifests"]) == \
             sorted(["1.0"] + layouts.info["big"]["tag_list"])
     finally:
+        if proxy is not None:
+            proxy.close()
         gateway.stop()
 
 

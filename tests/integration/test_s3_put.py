@@ -4,15 +4,12 @@
 The direct path (blob PUTs signed by botocore's S3SigV4Auth and sent by the client's HTTP
 session, without the client pipeline) must behave as the pipeline does: exact headers,
 retries on 503 and on connection errors, the same error messages, refreshed credentials,
-the client's proxies. A tiny loopback proxy (``FaultyProxy``) stands between the client and
+the client's proxies. A tiny loopback proxy (``rig.faults.FaultyProxy``) stands between the client and
 RGW where a test needs failures or needs to see the requests.
 """
 import hashlib
 import json
 import os
-import socket
-import socketserver
-import threading
 import time
 import urllib.request
 import uuid
@@ -23,12 +20,11 @@ from ansible_collections.oci.discovery.plugins.module_utils._digests import Veri
 from ansible_collections.oci.discovery.plugins.module_utils._s3 import BLOB_CACHE_CONTROL, S3Store
 from ansible_collections.oci.discovery.plugins.module_utils._s3_errors import S3Error
 from ansible_collections.oci.discovery.plugins.module_utils._s3_put import ClientPuts, DirectPuts, putter
+from rig.faults import FaultyProxy
 from rig.procs import free_port
 
 MIB = 1024 * 1024
 LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
-SLOW_DOWN = (b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code>"
-             b"<Message>Please reduce your request rate.</Message></Error>")
 
 
 @pytest.fixture
@@ -58,85 +54,6 @@ class Blobs:
     def open(self, blob):
         return open(self.paths[blob["key"]], "rb")
 
-
-class FaultyProxy:
-    """A loopback HTTP proxy in front of RGW that answers the first ``fail`` matching requests itself.
-
-    Serves origin-form requests (as an endpoint_url: forwarded to ``upstream``) and absolute-form
-    ones (as a forward proxy from the client's ``proxies``). ``status`` 503 sends S3's SlowDown
-    error; ``status`` None closes the connection without an answer. One request per connection.
-    ``seen`` lists (method, target) of every request.
-    """
-
-    def __init__(self, upstream_port, fail=0, status=503, match=lambda method, target: method == "PUT"):
-        self.upstream_port = upstream_port
-        self.fail, self.status, self.match = fail, status, match
-        self.seen = []
-        self.failed = 0
-        self.lock = threading.Lock()
-        proxy = self
-
-        class Handler(socketserver.StreamRequestHandler):
-            def handle(self):
-                proxy._handle(self.rfile, self.wfile, self.connection)
-
-        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.url = "http://127.0.0.1:%d" % self.port
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def _handle(self, rfile, wfile, connection):
-        head = b""
-        while not head.endswith(b"\r\n\r\n"):
-            line = rfile.readline()
-            if not line:
-                return
-            head += line
-        lines = head.split(b"\r\n")
-        method, target, version = lines[0].decode().split(" ")
-        length = 0
-        headers = []
-        for line in lines[1:]:
-            if not line:
-                continue
-            name, dummy, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-            if name.strip().lower() in (b"connection", b"expect"):
-                continue
-            headers.append(line)
-        body = rfile.read(length) if length else b""
-        with self.lock:
-            self.seen.append((method, target))
-            failing = self.failed < self.fail and self.match(method, target)
-            if failing:
-                self.failed += 1
-        if failing:
-            if self.status is None:
-                connection.shutdown(socket.SHUT_RDWR)
-                return
-            wfile.write(b"HTTP/1.1 %d Slow Down\r\nContent-Type: application/xml\r\nContent-Length: %d\r\n"
-                        b"Connection: close\r\n\r\n%s" % (self.status, len(SLOW_DOWN), SLOW_DOWN))
-            return
-        if target.startswith("http://"):
-            target = "/" + target.split("/", 3)[3]
-        upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=30)
-        try:
-            upstream.sendall(b"%s %s %s\r\n" % (method.encode(), target.encode(), version.encode())
-                             + b"\r\n".join(headers) + b"\r\nConnection: close\r\n\r\n" + body)
-            while True:
-                chunk = upstream.recv(65536)
-                if not chunk:
-                    break
-                wfile.write(chunk)
-        finally:
-            upstream.close()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

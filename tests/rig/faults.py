@@ -15,6 +15,9 @@
     start_gateway(rgw)           start radosgw again on the same ports and wait until it answers;
                                  the objects live in the OSD's memstore, which keeps running, so
                                  nothing acknowledged is lost
+    FaultyProxy(rgw.port, fail=, status=, match=, hold_after=)   a loopback HTTP proxy in front of
+                                 RGW: fails the requests it matches (503 SlowDown or a cut) or
+                                 holds them after the first N until release()
 
     run_measured(argv, env=..., timeout=...) -> Measured: rc, stdout, stderr, seconds,
         max_rss (bytes: the largest process of the tree, the kernel's own high-water mark via
@@ -26,6 +29,8 @@ service or of a process started here), never on processes found by name.
 """
 import os
 import signal
+import socket
+import socketserver
 import subprocess
 import sys
 import threading
@@ -207,6 +212,117 @@ def start_gateway(rgw, timeout=60):
     procs.wait_until(lambda: client.list_buckets() is not None, "radosgw answering S3 again",
                      [gateway] + others, timeout)
     return gateway
+
+
+# --------------------------------------------------------------------------- an HTTP proxy in front of RGW
+
+SLOW_DOWN = (b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code>"
+             b"<Message>Please reduce your request rate.</Message></Error>")
+
+
+class FaultyProxy(object):
+    """A loopback HTTP proxy in front of RGW that fails or holds the requests ``match`` selects.
+
+    Serves origin-form requests (as an endpoint_url: forwarded to ``upstream_port``) and
+    absolute-form ones (as a forward proxy from the client's ``proxies``). The first ``fail``
+    matching requests are answered here: ``status`` 503 sends S3's SlowDown error, ``status``
+    None closes the connection without an answer. With ``hold_after`` N, the matching requests
+    after the first N forwarded wait until ``release()`` (``holding`` counts them): a test can
+    act at an exact point of an upload. One request per connection; when the upstream is down
+    the connection is closed unanswered. ``seen`` lists (method, target) of every request.
+    """
+
+    def __init__(self, upstream_port, fail=0, status=503, match=lambda method, target: method == "PUT",
+                 hold_after=None):
+        self.upstream_port = upstream_port
+        self.fail, self.status, self.match, self.hold_after = fail, status, match, hold_after
+        self.seen = []
+        self.failed = self.forwarded = self.holding = 0
+        self.released = threading.Event()
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                proxy._handle(self.rfile, self.wfile, self.connection)
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def _handle(self, rfile, wfile, connection):
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            line = rfile.readline()
+            if not line:
+                return
+            head += line
+        lines = head.split(b"\r\n")
+        method, target, version = lines[0].decode().split(" ")
+        length = 0
+        headers = []
+        for line in lines[1:]:
+            if not line:
+                continue
+            name, dummy, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            if name == b"expect":
+                wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            if name in (b"connection", b"expect"):
+                continue
+            headers.append(line)
+        body = rfile.read(length) if length else b""
+        with self.lock:
+            self.seen.append((method, target))
+            matched = self.match(method, target)
+            failing = matched and self.failed < self.fail
+            if failing:
+                self.failed += 1
+            held = matched and not failing and self.hold_after is not None and self.forwarded >= self.hold_after
+            if matched and not failing:
+                self.forwarded += 1
+            if held:
+                self.holding += 1
+        if held:
+            self.released.wait()
+        if failing:
+            if self.status is None:
+                connection.shutdown(socket.SHUT_RDWR)
+                return
+            wfile.write(b"HTTP/1.1 %d Slow Down\r\nContent-Type: application/xml\r\nContent-Length: %d\r\n"
+                        b"Connection: close\r\n\r\n%s" % (self.status, len(SLOW_DOWN), SLOW_DOWN))
+            return
+        if target.startswith("http://"):
+            target = "/" + target.split("/", 3)[3]
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=30)
+        except OSError:                                   # the upstream is down: no answer, as from it
+            connection.shutdown(socket.SHUT_RDWR)
+            return
+        try:
+            upstream.sendall(b"%s %s %s\r\n" % (method.encode(), target.encode(), version.encode())
+                             + b"\r\n".join(headers) + b"\r\nConnection: close\r\n\r\n" + body)
+            while True:
+                chunk = upstream.recv(65536)
+                if not chunk:
+                    break
+                wfile.write(chunk)
+        finally:
+            upstream.close()
+
+    def release(self):
+        """Let the held requests (and every later one) through."""
+        self.released.set()
+
+    def close(self):
+        self.released.set()
+        self.server.shutdown()
+        self.server.server_close()
 
 
 # --------------------------------------------------------------------------- memory and time
