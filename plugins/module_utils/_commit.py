@@ -267,9 +267,9 @@ def unreferenced(store, site: SiteLayout, *, view=None, overrides=None, known=()
     or corrupt) is a PlanError, and nothing should be removed. Objects
     younger than ``min_age`` seconds are kept (for stores without a site lock).
 
-    View objects (``view``: the plan's registry view, objects flavour): the
-    manifests by digest and blob copies under ``v2/<name>/`` that the
-    family's own index no longer reaches (tags are removed with their tag).
+    View objects (``view``: the plan's registry view): the manifests by
+    digest (and, objects flavour, the blob copies) under ``v2/<name>/`` that
+    the family's own index no longer reaches (tags are removed with their tag).
     """
     overrides = overrides or {}
     index_keys = set(overrides)
@@ -287,12 +287,12 @@ def unreferenced(store, site: SiteLayout, *, view=None, overrides=None, known=()
             continue
         unused.append((key, size))
     view_unused = []
-    if view and view.get('name') and view.get('flavour') == 'objects':
+    if view and view.get('name'):
         family = reachable if not site.index_prefix else \
             _reachable(store, site, [site.index_key], overrides, known, seen)
         removed = set(key for key, dummy in unused)
         for key, size, mtime in store.list(_registry.name_prefix(view['name'])):
-            digest = _registry.digest_of_key(view['name'], key)
+            digest = _registry.digest_of_key(view['name'], key, view.get('flavour'))
             if digest is None or digest in family or key in removed or key.startswith(site.blob_prefix) \
                     or now - mtime < min_age:
                 continue

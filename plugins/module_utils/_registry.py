@@ -126,14 +126,22 @@ def name_prefix(name):
     return '%s%s/' % (PREFIX, name)
 
 
-def digest_of_key(name, key):
-    """The digest of a manifest-by-digest or blob key of ``name`` (objects flavour), or None (tags, other names)."""
+def digest_of_key(name, key, flavour='objects'):
+    """The digest of a manifest-by-digest key of ``name`` (in the objects flavour also of a blob copy), or None
+    (tags, the tags list, other names)."""
     rest = key[len(name_prefix(name)):] if key.startswith(name_prefix(name)) else ''
     parts = rest.split('/')
     if len(parts) != 2 or parts[0] not in ('manifests', 'blobs') or ':' not in parts[1]:
         return None
+    reference = parts[1]
+    if flavour == 'files':
+        if parts[0] != 'manifests':
+            return None
+        reference, dot, extension = reference.rpartition('.')
+        if not dot or extension not in _EXTENSION.values():
+            return None
     try:
-        return str(parse_digest(parts[1]))
+        return str(parse_digest(reference))
     except ValueError:
         return None
 

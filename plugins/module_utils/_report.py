@@ -57,7 +57,7 @@ def summary(site, plan: dict, done: dict = None) -> dict:
         if pruned is not None:
             result['blobs_pruned'] = pruned['blobs']
             result['bytes_pruned'] = pruned['bytes']
-            if (plan.get('registry') or {}).get('flavour') == 'objects':
+            if (plan.get('registry') or {}).get('name'):
                 result['registry_objects_pruned'] = pruned.get('registry_objects', 0)
         if changes.get('replaced_invalid'):
             result['replaced_invalid_index'] = changes['replaced_invalid']

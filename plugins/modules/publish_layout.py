@@ -134,8 +134,9 @@ options:
       - Tags that are not registry tags (C([A-Za-z0-9_][A-Za-z0-9._-]{0,127})), tags with several
         index entries, and names whose path is not a registry repository name (lowercase components
         joined by C(/)) are left out of the view with a warning naming them; discovery keeps them.
-      - Manifest files by digest stay when their tag is removed or the blobs pruned (they are a few
-        KiB each); prune never removes a blob a published tag still reaches.
+      - Manifest files by digest stay when their tag is removed, until O(prune), which removes those the
+        family's index no longer reaches together with the unreferenced blobs; prune never removes a
+        manifest or blob a published tag still reaches.
     type: bool
     default: true
   _phase:
@@ -333,6 +334,12 @@ registry_objects_written:
 registry_objects_removed:
   description: Registry view tag files or objects removed (that would be removed, in check mode).
   returned: when O(registry_view=true) and the name's path is a registry repository name
+  type: int
+  sample: 0
+registry_objects_pruned:
+  description: Registry view manifest files by digest that the family's index no longer reaches, deleted by
+    O(prune) (that would be deleted, in check mode).
+  returned: when O(prune=true) and O(registry_view=true) and the name's path is a registry repository name
   type: int
   sample: 0
 registry_blobs_copied:

@@ -122,6 +122,19 @@ def layout_blobs(layout, tags):
     return [{'digest': digest, 'size': size} for digest, size in sorted(reachable(layout, roots).items())]
 
 
+def view_manifest_files(layout, tags):
+    """The registry view's file names by digest for the tags: every manifest and index they reach."""
+    stack = [e for e in read_index(layout)['manifests'] if (e.get('annotations') or {}).get(REF_NAME) in tags]
+    names = set()
+    while stack:
+        desc = stack.pop()
+        extension = {MT_MANIFEST: 'oci-manifest', MT_INDEX: 'oci-index'}.get(desc['mediaType'])
+        if extension and '%s.%s' % (desc['digest'], extension) not in names:
+            names.add('%s.%s' % (desc['digest'], extension))
+            stack.extend(rig_layouts.read_json_blob(layout, desc['digest']).get('manifests', []))
+    return names
+
+
 def publish_task(task_name='publish', **args):
     return {'name': task_name, 'oci.discovery.publish_layout': args}
 
@@ -248,6 +261,11 @@ def test_tags_families_absent_and_prune(sshd, layouts, nginx_factory, run_playbo
     for blob in only_stable:
         algorithm, encoded = blob['digest'].split(':')
         assert not os.path.exists(os.path.join(root, 'oci-cas', algorithm, encoded[:2], encoded))
+    # The registry view of app keeps the manifest files by digest that its index still reaches: 1.1's alone.
+    reached = view_manifest_files(layouts.family, ['1.1'])
+    by_digest = set(n for n in os.listdir(os.path.join(root, 'v2', 'app', 'manifests')) if ':' in n)
+    assert by_digest == reached and reached, by_digest
+    assert r['registry_objects_pruned'] == len(view_manifest_files(layouts.family, ['1.0', '1.1', '2.0']) - reached), r
 
     unchanged = run_playbook(play(
         publish_task('remove again', name='example.com/app', tags=['stable'], state='absent', prune=True, **common),

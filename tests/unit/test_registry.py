@@ -125,6 +125,21 @@ def test_registry_site_layout_stores_blobs_at_the_view_paths_and_copies_nothing(
     assert _registry.digest_of_key('team/app', 'v2/team/app/sub/blobs/%s' % digest) is None
 
 
+def test_manifest_files_by_digest_are_known_by_their_key_in_the_files_flavour():
+    digest = 'sha256:' + 'ab' * 32
+    for media_type, extension in _registry.EXTENSIONS:
+        key = _registry.manifest_key('files', 'team/app', digest, media_type)
+        assert key == 'v2/team/app/manifests/%s.%s' % (digest, extension)
+        assert _registry.digest_of_key('team/app', key, 'files') == digest
+    for other in ('v2/team/app/manifests/1.0.oci-manifest',           # a tag file
+                  'v2/team/app/manifests/%s' % digest,                  # no extension
+                  'v2/team/app/manifests/%s.json' % digest,             # not an extension of the view
+                  'v2/team/app/blobs/%s' % digest,                      # no blob files in this flavour
+                  'v2/team/app/tags/list',
+                  'v2/team/app/sub/manifests/%s.oci-manifest' % digest):
+        assert _registry.digest_of_key('team/app', other, 'files') is None, other
+
+
 def test_a_name_that_is_not_a_repository_name_is_left_out_with_a_warning(tmp_path):
     b, dummy, dummy2 = _layout(tmp_path)
     mapping, layout, pub, ops, view = _view(b.root, name='example.com/Team/App')
