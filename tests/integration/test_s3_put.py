@@ -55,7 +55,6 @@ class Blobs:
         return open(self.paths[blob["key"]], "rb")
 
 
-
 @pytest.fixture
 def proxies():
     started = []
