@@ -134,11 +134,3 @@ def nginx_factory(request):
 def pytest_terminal_summary(terminalreporter):
     if _TIMINGS:
         terminalreporter.write_line("rig: " + ", ".join("%s %s" % item for item in sorted(_TIMINGS.items())))
-
-
-def pytest_sessionfinish(session):
-    procs.stop_own()
-    left = procs.leftovers()
-    if left:
-        session.exitstatus = 1
-        print("\nrig: processes still running after the session: %r" % left)
