@@ -117,22 +117,20 @@ def layout_tags(layout):
     return tags
 
 
+def _tag_roots(layout, tags):
+    return [e for e in read_index(layout)['manifests'] if (e.get('annotations') or {}).get(REF_NAME) in tags]
+
+
 def layout_blobs(layout, tags):
-    roots = [e for e in read_index(layout)['manifests'] if (e.get('annotations') or {}).get(REF_NAME) in tags]
-    return [{'digest': digest, 'size': size} for digest, size in sorted(reachable(layout, roots).items())]
+    return [{'digest': digest, 'size': size} for digest, size in sorted(reachable(layout, _tag_roots(layout, tags)).items())]
 
 
 def view_manifest_files(layout, tags):
     """The registry view's file names by digest for the tags: every manifest and index they reach."""
-    stack = [e for e in read_index(layout)['manifests'] if (e.get('annotations') or {}).get(REF_NAME) in tags]
-    names = set()
-    while stack:
-        desc = stack.pop()
-        extension = {MT_MANIFEST: 'oci-manifest', MT_INDEX: 'oci-index'}.get(desc['mediaType'])
-        if extension and '%s.%s' % (desc['digest'], extension) not in names:
-            names.add('%s.%s' % (desc['digest'], extension))
-            stack.extend(rig_layouts.read_json_blob(layout, desc['digest']).get('manifests', []))
-    return names
+    extensions = {MT_MANIFEST: 'oci-manifest', MT_INDEX: 'oci-index'}
+    return set('%s.%s' % (digest, extensions[desc['mediaType']])
+               for digest, desc in rig_layouts.reachable_descriptors(layout, _tag_roots(layout, tags)).items()
+               if desc['mediaType'] in extensions)
 
 
 def publish_task(task_name='publish', **args):

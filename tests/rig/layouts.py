@@ -466,8 +466,8 @@ def _children(doc):
     return out
 
 
-def reachable(root, descriptors):
-    """{digest: size} of every blob reachable from the descriptors (manifests and indexes
+def reachable_descriptors(root, descriptors):
+    """{digest: descriptor} of every blob reachable from the descriptors (manifests and indexes
     followed; other media types are leaves)."""
     seen = {}
     stack = list(descriptors)
@@ -475,10 +475,15 @@ def reachable(root, descriptors):
         desc = stack.pop()
         if desc["digest"] in seen:
             continue
-        seen[desc["digest"]] = desc["size"]
+        seen[desc["digest"]] = desc
         if desc["mediaType"] in (MT_INDEX, MT_MANIFEST):
             stack.extend(_children(read_json_blob(root, desc["digest"])))
     return seen
+
+
+def reachable(root, descriptors):
+    """{digest: size} of every blob reachable from the descriptors (``reachable_descriptors``)."""
+    return {digest: desc["size"] for digest, desc in reachable_descriptors(root, descriptors).items()}
 
 
 def tags_reaching(root, digest):
